@@ -1,0 +1,604 @@
+"""Shared room of trapstack: paths, classes, seeds, the IO layer, the metric, config overrides.
+
+Every numbered script imports this module and nothing else of the project's except the
+`a0N_*` helper rooms. It is cheap to import: no tensorflow, lightgbm, xgboost or ray here.
+
+    from a00_common import *            # in scripts: paths, IO helpers, metric
+    args = parse_config(globals(), __doc__)   # applies --key value to the UPPER_CASE block
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as _datetime
+import hashlib
+import json
+import logging
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+PROJECT_ROOT = Path(__file__).resolve().parent
+DEFAULT_DATA_DIR = PROJECT_ROOT / "data" / "demo"
+SEED = 42
+PROBABILITY_CLIP = 1e-15
+
+# The real Pri-matrix Factorization columns, in the competition's order. The pipeline reads
+# the class list from train_labels.csv; this list is what the demo data set writes.
+PRIMATRIX_CLASSES = [
+    "bird", "blank", "cattle", "chimpanzee", "elephant", "forest buffalo", "gorilla",
+    "hippopotamus", "human", "hyena", "large ungulate", "leopard", "lion",
+    "other (non-primate)", "other (primate)", "pangolin", "porcupine", "reptile", "rodent",
+    "small antelope", "small cat", "wild dog", "duiker", "hog",
+]
+
+logger = logging.getLogger("trapstack")
+
+
+class InputError(ValueError):
+    """A problem with the user's input files; its message is one line naming file and fix."""
+
+
+# ----------------------------------------------------------------------------- config
+
+STANDARD_OPTIONS = ("force", "model", "fold", "gpu", "workers", "data")
+
+
+def _tunables(namespace: dict) -> dict:
+    return {key: value for key, value in namespace.items()
+            if key.isupper() and not key.startswith("_")
+            and isinstance(value, (bool, int, float, str, tuple, list))}
+
+
+def _convert(key: str, text: str, default):
+    """Parses `text` to the type of `default`; a wrong type is an error, never a silent cast."""
+    if isinstance(default, bool):
+        lowered = text.lower()
+        if lowered in ("1", "true", "yes", "on"):
+            return True
+        if lowered in ("0", "false", "no", "off"):
+            return False
+        raise ValueError(f"--{key.lower()} expects true/false, got {text!r}")
+    if isinstance(default, int):
+        try:
+            return int(text)
+        except ValueError:
+            raise ValueError(f"--{key.lower()} expects an integer, got {text!r}") from None
+    if isinstance(default, float):
+        try:
+            return float(text)
+        except ValueError:
+            raise ValueError(f"--{key.lower()} expects a number, got {text!r}") from None
+    if isinstance(default, (tuple, list)):
+        items = [item.strip() for item in text.split(",") if item.strip()]
+        element_default = default[0] if len(default) else ""
+        converted = [_convert(key, item, element_default) for item in items]
+        return type(default)(converted)
+    return text
+
+
+def parse_config(namespace: dict, doc: str | None, argv: list[str] | None = None,
+                 extra_options: dict | None = None) -> argparse.Namespace:
+    """Parses the standard options and `--key value` for every UPPER_CASE tunable of a script.
+
+    The tunables are replaced in `namespace` (the script's globals). Unknown keys and values
+    of the wrong type stop the script with a message naming them.
+    """
+    tunables = _tunables(namespace)
+    parser = argparse.ArgumentParser(
+        description=doc, formatter_class=argparse.RawDescriptionHelpFormatter,
+        allow_abbrev=False)
+    parser.add_argument("--force", action="store_true", help="recompute outputs that exist")
+    parser.add_argument("--model", default=None, help="run one model (default: all)")
+    parser.add_argument("--fold", type=int, default=None, help="run one fold (default: all)")
+    parser.add_argument("--gpu", default=None,
+                        help="GPU id(s) for CUDA_VISIBLE_DEVICES, set before any framework import")
+    parser.add_argument("--workers", type=int, default=1, help="parallel worker processes")
+    parser.add_argument("--data", default=None,
+                        help="data folder (default: $TRAPSTACK_DATA or data/demo)")
+    for name, (default, help_text) in (extra_options or {}).items():
+        parser.add_argument(f"--{name}", default=default, help=help_text)
+    tunable_group = parser.add_argument_group("tunables (UPPER_CASE block at the top of the script)")
+    for key, value in tunables.items():
+        shown = ",".join(map(str, value)) if isinstance(value, (tuple, list)) else value
+        tunable_group.add_argument(f"--{key.lower()}", dest=f"tunable_{key}", default=None,
+                                   metavar=type(value).__name__.upper(),
+                                   help=f"default: {shown}")
+    arguments, unknown = parser.parse_known_args(argv)
+    if unknown:
+        parser.error(f"unknown option(s): {' '.join(unknown)} "
+                     f"(tunables of this script: {', '.join(k.lower() for k in tunables) or 'none'})")
+    for key, default in tunables.items():
+        text = getattr(arguments, f"tunable_{key}")
+        if text is not None:
+            try:
+                namespace[key] = _convert(key, text, default)
+            except ValueError as error:
+                parser.error(str(error))
+    if arguments.gpu is not None:
+        os.environ["CUDA_VISIBLE_DEVICES"] = str(arguments.gpu)
+    if arguments.data is not None:
+        os.environ["TRAPSTACK_DATA"] = str(Path(arguments.data).resolve())
+    arguments.config = {key: namespace[key] for key in tunables}
+    setup_logging()
+    return arguments
+
+
+def config_hash(config: dict, length: int = 8) -> str:
+    """Short stable hash of the settings that produced an output; goes into cache names."""
+    text = json.dumps(config, sort_keys=True, default=str)
+    return hashlib.sha1(text.encode()).hexdigest()[:length]
+
+
+def git_commit() -> str:
+    try:
+        result = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=PROJECT_ROOT,
+                                capture_output=True, text=True, timeout=10)
+        return result.stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def set_seeds(seed: int = SEED) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    os.environ["PYTHONHASHSEED"] = str(seed)
+
+
+def setup_logging() -> None:
+    if logger.handlers:
+        return
+    handler = _TqdmLoggingHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+
+
+class _TqdmLoggingHandler(logging.Handler):
+    """Routes log lines through tqdm so progress bars are not torn apart."""
+
+    def emit(self, record):
+        try:
+            from tqdm import tqdm
+            tqdm.write(self.format(record), file=sys.stderr)
+        except Exception:  # noqa: BLE001 - logging must never raise
+            self.handleError(record)
+
+
+def progress(iterable, **kwargs):
+    from tqdm import tqdm
+    kwargs.setdefault("dynamic_ncols", True)
+    kwargs.setdefault("disable", None)  # off when stderr is not a terminal
+    kwargs.setdefault("mininterval", 2.0)
+    return tqdm(iterable, **kwargs)
+
+
+# ----------------------------------------------------------------------------- paths
+
+def data_dir() -> Path:
+    return Path(os.environ.get("TRAPSTACK_DATA", DEFAULT_DATA_DIR)).resolve()
+
+
+def input_dir() -> Path:
+    return data_dir() / "input"
+
+
+def videos_dir() -> Path:
+    return input_dir() / "videos"
+
+
+def cache_dir() -> Path:
+    return data_dir() / "cache"
+
+
+def metadata_dir() -> Path:
+    return data_dir() / "metadata"
+
+
+def features_dir(extractor: str) -> Path:
+    return data_dir() / "features" / extractor
+
+
+def models_dir(model: str) -> Path:
+    return data_dir() / "models" / model
+
+
+def level1_dir() -> Path:
+    return data_dir() / "predictions" / "level1"
+
+
+def level2_dir() -> Path:
+    return data_dir() / "predictions" / "level2"
+
+
+def predictions_dir() -> Path:
+    return data_dir() / "predictions"
+
+
+def reports_dir() -> Path:
+    return data_dir() / "reports"
+
+
+def submissions_dir() -> Path:
+    return data_dir() / "submissions"
+
+
+def safe_cache_name(filename: str) -> str:
+    """A video's name as a flat cache-file stem: stable, unique, filesystem-safe."""
+    stem = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in filename)[:80]
+    return f"{stem}-{hashlib.sha1(filename.encode()).hexdigest()[:8]}"
+
+
+def probe_cache_path(filename: str) -> Path:
+    """r10's ffprobe summary of one video (independent of any setting)."""
+    return cache_dir() / "probe" / f"{safe_cache_name(filename)}.json"
+
+
+def video_path(filename: str) -> Path:
+    """Path of a listed video; names that would leave videos/ are an input error."""
+    base = videos_dir()
+    candidate = (base / filename).resolve()
+    if Path(filename).is_absolute() or base.resolve() not in candidate.parents:
+        raise InputError(f"{filename!r}: video names must stay inside {base} (no absolute "
+                         f"paths, no '..'); fix the filename column")
+    return candidate
+
+
+# ----------------------------------------------------------------------------- IO layer
+
+@contextlib.contextmanager
+def atomic_path(path: Path | str):
+    """Yields a temp path beside `path`; moves it into place only if the block succeeds.
+
+    A killed process leaves at most a `.tmp-*` file, never a truncated output that looks
+    valid. The temp name carries pid and a random part, so concurrent jobs never collide.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}-{path.name}")
+    try:
+        yield temporary
+        os.replace(temporary, path)
+    finally:
+        if temporary.exists():
+            temporary.unlink()
+
+
+def write_csv(frame: pd.DataFrame, path: Path | str, **kwargs) -> Path:
+    kwargs.setdefault("index", False)
+    with atomic_path(path) as temporary:
+        frame.to_csv(temporary, **kwargs)
+    return Path(path)
+
+
+def write_json(payload, path: Path | str) -> Path:
+    with atomic_path(path) as temporary:
+        temporary.write_text(json.dumps(payload, indent=2, sort_keys=True, default=str))
+    return Path(path)
+
+
+def write_array(array: np.ndarray, path: Path | str) -> Path:
+    """Saves one array as .npy (no pickle) atomically."""
+    with atomic_path(path) as temporary:
+        with open(temporary, "wb") as handle:
+            np.save(handle, np.asarray(array), allow_pickle=False)
+    return Path(path)
+
+
+def write_arrays(arrays: dict, path: Path | str) -> Path:
+    """Saves several named arrays as one .npz (no pickle) atomically."""
+    with atomic_path(path) as temporary:
+        with open(temporary, "wb") as handle:
+            np.savez(handle, **{k: np.asarray(v) for k, v in arrays.items()})
+    return Path(path)
+
+
+def read_array(path: Path | str) -> np.ndarray | None:
+    """Reads a .npy this pipeline wrote; an unreadable file is deleted (it will be redone)."""
+    path = Path(path)
+    if not path.exists():
+        return None
+    try:
+        return np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as error:
+        logger.warning("%s is unreadable (%s): deleting it so it is recomputed", path, error)
+        path.unlink(missing_ok=True)
+        return None
+
+
+def read_arrays(path: Path | str) -> dict | None:
+    path = Path(path)
+    if not path.exists():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            return {key: archive[key] for key in archive.files}
+    except (ValueError, OSError, EOFError, KeyError) as error:
+        logger.warning("%s is unreadable (%s): deleting it so it is recomputed", path, error)
+        path.unlink(missing_ok=True)
+        return None
+
+
+def read_json(path: Path | str):
+    path = Path(path)
+    if not path.exists():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except (ValueError, OSError) as error:
+        logger.warning("%s is unreadable (%s): deleting it so it is recomputed", path, error)
+        path.unlink(missing_ok=True)
+        return None
+
+
+def up_to_date(paths, force: bool) -> bool:
+    """True when every output exists and --force was not given."""
+    paths = [paths] if isinstance(paths, (str, Path)) else list(paths)
+    return not force and all(Path(p).exists() for p in paths)
+
+
+# ----------------------------------------------------------------------------- input tables
+
+def _read_table(path: Path, what: str) -> pd.DataFrame:
+    if not path.exists():
+        raise InputError(f"{path}: missing; the data folder needs {what}")
+    try:
+        table = pd.read_csv(path, dtype={"filename": str}, keep_default_na=False,
+                            na_values=[""])
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
+        raise InputError(f"{path}: not a readable CSV ({str(error).splitlines()[0]})") from None
+    if "filename" not in table.columns:
+        raise InputError(f"{path}: no 'filename' column (columns are: "
+                         f"{', '.join(map(str, table.columns[:6]))}...); the first column must "
+                         f"be 'filename'")
+    names = table["filename"]
+    if names.isna().any():
+        row = int(np.flatnonzero(names.isna().to_numpy())[0]) + 2
+        raise InputError(f"{path}: empty filename on line {row}")
+    duplicated = names[names.duplicated()]
+    if len(duplicated):
+        raise InputError(f"{path}: filename {duplicated.iloc[0]!r} appears more than once "
+                         f"({len(duplicated)} duplicates); each video must be listed once")
+    for name in names:
+        video_path_check(path, name)
+    return table
+
+
+def video_path_check(table_path: Path, name: str) -> None:
+    try:
+        video_path(name)
+    except InputError as error:
+        raise InputError(f"{table_path}: {error}") from None
+
+
+def load_train_labels() -> tuple[pd.DataFrame, list[str]]:
+    """train_labels.csv, validated: filename + 0/1 class columns. Returns (table, classes)."""
+    path = input_dir() / "train_labels.csv"
+    table = _read_table(path, "train_labels.csv (filename + one 0/1 column per class)")
+    classes = [str(c) for c in table.columns if c != "filename"]
+    if not classes:
+        raise InputError(f"{path}: no class columns after 'filename'")
+    if len(table) == 0:
+        raise InputError(f"{path}: no rows; training needs labelled videos")
+    values = table[classes]
+    bad = ~values.isin([0, 1, 0.0, 1.0])
+    if bad.to_numpy().any():
+        row, column = np.argwhere(bad.to_numpy())[0]
+        raise InputError(f"{path}: line {row + 2}, column {classes[column]!r}: label "
+                         f"{values.iat[row, column]!r} is not 0 or 1")
+    table[classes] = values.astype(np.int8)
+    return table, classes
+
+
+def load_submission_format(classes: list[str]) -> pd.DataFrame:
+    """submission_format.csv, validated against the training classes."""
+    path = input_dir() / "submission_format.csv"
+    table = _read_table(path, "submission_format.csv (filename + the class columns)")
+    columns = [str(c) for c in table.columns if c != "filename"]
+    missing = [c for c in classes if c not in columns]
+    extra = [c for c in columns if c not in classes]
+    if missing or extra:
+        parts = []
+        if missing:
+            parts.append(f"missing class column(s) {missing}")
+        if extra:
+            parts.append(f"class column(s) {extra} not in train_labels.csv")
+        raise InputError(f"{path}: {'; '.join(parts)}; both CSVs need the same class columns")
+    if len(table) == 0:
+        logger.warning("%s has no rows: there is nothing to predict; the submission will be "
+                       "empty", path)
+    return table[["filename"] + classes]
+
+
+def load_video_table() -> tuple[pd.DataFrame, list[str]]:
+    """All videos, train then test: columns filename, split ('train'/'test'), exists.
+
+    A video listed in both tables is an error; a listed video missing from videos/ is kept
+    (it gets a failure row and a prediction); files in videos/ listed nowhere are reported.
+    """
+    labels, classes = load_train_labels()
+    submission = load_submission_format(classes)
+    overlap = set(labels["filename"]) & set(submission["filename"])
+    if overlap:
+        raise InputError(f"{input_dir() / 'submission_format.csv'}: {len(overlap)} video(s) "
+                         f"also in train_labels.csv, e.g. {sorted(overlap)[0]!r}; a video is "
+                         f"either train or test")
+    table = pd.concat([
+        pd.DataFrame({"filename": labels["filename"], "split": "train"}),
+        pd.DataFrame({"filename": submission["filename"], "split": "test"}),
+    ], ignore_index=True)
+    table["exists"] = [video_path(name).is_file() for name in table["filename"]]
+    if videos_dir().is_dir():
+        listed = set(table["filename"])
+        unlisted = [p.name for p in videos_dir().iterdir()
+                    if p.is_file() and not p.name.startswith(".") and p.name not in listed]
+        if unlisted:
+            logger.warning("%d file(s) in %s are in neither CSV and are ignored, e.g. %s",
+                           len(unlisted), videos_dir(), sorted(unlisted)[:3])
+    return table, classes
+
+
+# ----------------------------------------------------------------------------- failures
+
+FAILURE_COLUMNS = ["filename", "stage", "error"]
+
+
+def write_stage_failures(stage: str, failures: list[dict]) -> None:
+    """Writes this stage's failures, then refreshes the merged cache/failures.csv."""
+    stage_file = cache_dir() / "failures" / f"{stage}.csv"
+    frame = pd.DataFrame(failures, columns=FAILURE_COLUMNS)
+    frame["stage"] = stage
+    write_csv(frame, stage_file)
+    merge_failures()
+
+
+def merge_failures() -> pd.DataFrame:
+    """cache/failures.csv = union of every stage's failure file (safe to call any time)."""
+    folder = cache_dir() / "failures"
+    parts = [pd.read_csv(p, dtype=str, keep_default_na=False)
+             for p in sorted(folder.glob("*.csv"))] if folder.is_dir() else []
+    merged = (pd.concat(parts, ignore_index=True) if parts
+              else pd.DataFrame(columns=FAILURE_COLUMNS))
+    write_csv(merged[FAILURE_COLUMNS], cache_dir() / "failures.csv")
+    return merged
+
+
+def short_error(error) -> str:
+    """One line of an error, for failures.csv."""
+    text = str(error).strip().splitlines()
+    line = text[-1] if text else type(error).__name__
+    return line[:300]
+
+
+# ----------------------------------------------------------------------------- metric
+
+def mean_log_loss(labels, probabilities) -> float:
+    """Mean binary log loss over every (row, class) cell, as scored by Pri-matrix.
+
+    Equals sklearn.metrics.log_loss(y.ravel(), p.ravel(), labels=[0, 1]); sklearn on the
+    2-D matrix would treat rows as one multi-class distribution instead (sklearn #10157).
+    """
+    labels = np.asarray(labels, dtype=np.float64)
+    probabilities = np.clip(np.asarray(probabilities, dtype=np.float64),
+                            PROBABILITY_CLIP, 1 - PROBABILITY_CLIP)
+    if labels.shape != probabilities.shape:
+        raise ValueError(f"labels {labels.shape} and predictions {probabilities.shape} differ")
+    if labels.size == 0:
+        raise ValueError("mean_log_loss of an empty table")
+    return float(-np.mean(labels * np.log(probabilities)
+                          + (1 - labels) * np.log(1 - probabilities)))
+
+
+def per_class_log_loss(labels, probabilities) -> np.ndarray:
+    labels = np.asarray(labels, dtype=np.float64)
+    probabilities = np.clip(np.asarray(probabilities, dtype=np.float64),
+                            PROBABILITY_CLIP, 1 - PROBABILITY_CLIP)
+    return -np.mean(labels * np.log(probabilities)
+                    + (1 - labels) * np.log(1 - probabilities), axis=0)
+
+
+def prior_probabilities(labels: np.ndarray, smoothing: float = 0.5) -> np.ndarray:
+    """Class frequencies with add-half smoothing, so an absent class is not predicted 0."""
+    labels = np.asarray(labels, dtype=np.float64)
+    return (labels.sum(axis=0) + smoothing) / (len(labels) + 2 * smoothing)
+
+
+# ----------------------------------------------------------------------------- predictions
+
+def read_prediction_table(path: Path, filenames, classes: list[str]) -> pd.DataFrame:
+    """Reads a prediction table and checks it has exactly these rows and columns."""
+    table = pd.read_csv(path, dtype={"filename": str}, keep_default_na=False, na_values=[""])
+    check_prediction_table(table, filenames, classes, str(path))
+    return table
+
+
+def check_prediction_table(table: pd.DataFrame, filenames, classes: list[str],
+                           where: str) -> None:
+    """Same rows in the same order, the class columns, finite probabilities in [0, 1]."""
+    expected = list(filenames)
+    if list(table.columns) != ["filename"] + list(classes):
+        raise ValueError(f"{where}: columns must be filename + the {len(classes)} classes "
+                         f"in the labels' order")
+    if table["filename"].tolist() != expected:
+        missing = set(expected) - set(table["filename"])
+        raise ValueError(f"{where}: rows differ from the expected {len(expected)} videos "
+                         f"({len(table)} rows, {len(missing)} missing)")
+    values = table[classes].to_numpy(dtype=np.float64)
+    if not np.isfinite(values).all():
+        raise ValueError(f"{where}: NaN or infinite probabilities")
+    if values.size and (values.min() < 0 or values.max() > 1):
+        raise ValueError(f"{where}: probabilities outside [0, 1]")
+
+
+def prediction_frame(filenames, classes: list[str], probabilities) -> pd.DataFrame:
+    frame = pd.DataFrame(np.asarray(probabilities, dtype=np.float64), columns=list(classes))
+    frame.insert(0, "filename", list(filenames))
+    return frame
+
+
+# ----------------------------------------------------------------------------- scores
+
+SCORE_COLUMNS = ["time", "stage", "model", "fold", "log_loss", "rows", "config_hash", "commit"]
+
+
+def append_scores(rows: list[dict]) -> None:
+    """Appends (stage, model, fold, log_loss) rows to reports/scores.csv.
+
+    One small atomic rewrite per call; jobs of different models may append concurrently, so
+    the read-modify-write is serialised with an exclusive lock file.
+    """
+    path = reports_dir() / "scores.csv"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    stamp = _datetime.datetime.now().isoformat(timespec="seconds")
+    commit = git_commit()
+    new = pd.DataFrame([{"time": stamp, "commit": commit, **row} for row in rows],
+                       columns=SCORE_COLUMNS)
+    with _file_lock(path.with_suffix(".lock")):
+        old = pd.read_csv(path, dtype=str) if path.exists() else None
+        merged = new if old is None else pd.concat([old, new.astype(str)], ignore_index=True)
+        write_csv(merged, path)
+
+
+@contextlib.contextmanager
+def _file_lock(path: Path):
+    import fcntl
+    with open(path, "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+# ----------------------------------------------------------------------------- folds
+
+def load_folds(filenames=None) -> pd.DataFrame:
+    path = metadata_dir() / "folds.csv"
+    if not path.exists():
+        raise FileNotFoundError(f"{path} is missing: run r11_get_metadata_table.py first")
+    folds = pd.read_csv(path, dtype={"filename": str}, keep_default_na=False)
+    if filenames is not None:
+        folds = folds.set_index("filename").loc[list(filenames)].reset_index()
+    return folds
+
+
+# ----------------------------------------------------------------------------- subprocess tools
+
+def tool_path(name: str) -> str:
+    """ffmpeg/ffprobe on PATH; a clear error when they are missing."""
+    import shutil
+    found = shutil.which(name)
+    if found is None:
+        raise RuntimeError(f"{name} not found on PATH: run 'make tools' (installs Debian's "
+                           f"ffmpeg package) or install ffmpeg with your package manager")
+    return found
+
+

@@ -1,0 +1,198 @@
+"""r11 — the metadata table of every video, and the cross-validation folds.
+
+Reads   input/train_labels.csv, input/submission_format.csv, input/video_metadata.csv
+        (optional), cache/preprocess_index.csv and cache/probe/*.json (from r10)
+Writes  metadata/metadata.csv   one row per video (train then test): size_bytes, width,
+                                height, fps, n_frames, duration, codec, bit_rate, rotation,
+                                has_audio, audio stats, capture_time (+ its source), camera,
+                                sequence, readable
+        metadata/folds.csv      filename, fold, sequence — train videos only
+Cost    seconds: reads small JSON files and the wavs once.
+
+    python r11_get_metadata_table.py
+    python r11_get_metadata_table.py --n_folds 5 --sequence_gap_minutes 10 --force
+
+Folds: multi-label stratified K-fold (iterative stratification) over *visits*: videos of one
+camera less than SEQUENCE_GAP_MINUTES apart are one visit and share a fold, so a model is
+never validated on clips of an animal it saw a minute earlier. The `sequence` column of
+video_metadata.csv, when given, defines the visits instead. folds.csv is made once: it is
+kept unless --force, because every model's OOF predictions depend on it.
+"""
+from __future__ import annotations
+
+import datetime as datetime_module
+import os
+
+import numpy as np
+import pandas as pd
+
+from a00_common import (InputError, cache_dir, input_dir, load_train_labels, load_video_table,
+                        logger, metadata_dir, parse_config, probe_cache_path, read_json,
+                        up_to_date, video_path, write_csv)
+
+N_FOLDS = 5                    # cross-validation folds for every level
+FOLD_SEED = 42                 # seed of the stratified split
+SEQUENCE_GAP_MINUTES = 10.0    # same camera, closer in time than this → same visit/fold
+
+
+def read_video_metadata(filenames: pd.Series) -> pd.DataFrame:
+    """The optional user table: capture_time, camera (or site) and sequence per video."""
+    path = input_dir() / "video_metadata.csv"
+    result = pd.DataFrame({"filename": filenames})
+    if not path.exists():
+        return result
+    table = pd.read_csv(path, dtype=str, keep_default_na=False)
+    if "filename" not in table.columns:
+        raise InputError(f"{path}: no 'filename' column")
+    if table["filename"].duplicated().any():
+        raise InputError(f"{path}: filename {table['filename'][table['filename'].duplicated()].iloc[0]!r} "
+                         f"appears more than once")
+    table = table.rename(columns={"site": "camera"}) if "camera" not in table.columns else table
+    keep = ["filename"] + [c for c in ("capture_time", "camera", "sequence") if c in table.columns]
+    merged = result.merge(table[keep], on="filename", how="left")
+    if "capture_time" in merged.columns:
+        parsed = pd.to_datetime(merged["capture_time"].replace("", None), errors="coerce",
+                                utc=True)
+        bad = merged["capture_time"].fillna("").ne("") & parsed.isna()
+        if bad.any():
+            raise InputError(f"{path}: capture_time {merged['capture_time'][bad].iloc[0]!r} is "
+                             f"not a date-time (use ISO 8601, e.g. 2017-03-01T14:05:00)")
+        merged["capture_time"] = parsed
+    return merged
+
+
+def audio_statistics(wav_path) -> dict:
+    """Loudness statistics of the extracted wav (cheap; the log-mel features are r12's)."""
+    import soundfile
+    try:
+        samples, sample_rate = soundfile.read(wav_path, dtype="float32", always_2d=False)
+    except (RuntimeError, OSError):
+        return {}
+    if samples.size == 0:
+        return {}
+    window = max(sample_rate // 20, 1)
+    usable = samples[: len(samples) // window * window].reshape(-1, window) \
+        if len(samples) >= window else samples.reshape(1, -1)
+    rms = np.sqrt(np.mean(usable ** 2, axis=1) + 1e-12)
+    signs = np.signbit(samples)
+    return {
+        "audio_seconds": len(samples) / sample_rate,
+        "audio_rms_mean": float(rms.mean()),
+        "audio_rms_std": float(rms.std()),
+        "audio_rms_max": float(rms.max()),
+        "audio_peak": float(np.abs(samples).max()),
+        "audio_silent": bool(rms.max() < 1e-4),
+        "audio_zero_crossing_rate": float(np.mean(signs[1:] != signs[:-1])),
+    }
+
+
+def build_metadata(videos: pd.DataFrame) -> pd.DataFrame:
+    index_path = cache_dir() / "preprocess_index.csv"
+    if not index_path.exists():
+        raise FileNotFoundError(f"{index_path} is missing: run r10_preprocess_data.py first")
+    index = pd.read_csv(index_path, dtype=str, keep_default_na=False).set_index("filename")
+    rows = []
+    for filename, split in zip(videos["filename"], videos["split"]):
+        probe = read_json(probe_cache_path(filename)) or {}
+        summary = probe.get("summary", {})
+        entry = index.loc[filename] if filename in index.index else None
+        row = {"filename": filename, "split": split, **summary,
+               "readable": bool(entry is not None and entry["frames_path"] != ""),
+               "frames_decoded": int(entry["frames_decoded"]) if entry is not None else 0,
+               "probe_error": probe.get("error", "")}
+        path = video_path(filename)
+        if not row.get("size_bytes"):
+            row["size_bytes"] = path.stat().st_size if path.is_file() else 0
+        row["file_mtime"] = (datetime_module.datetime.fromtimestamp(
+            os.path.getmtime(path), datetime_module.timezone.utc) if path.is_file() else pd.NaT)
+        if entry is not None and entry["audio_path"]:
+            row.update(audio_statistics(cache_dir() / entry["audio_path"]))
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    for column in ("width", "height", "fps", "n_frames", "duration", "bit_rate", "rotation",
+                   "audio_sample_rate", "audio_channels", "audio_seconds", "audio_rms_mean",
+                   "audio_rms_std", "audio_rms_max", "audio_peak", "audio_zero_crossing_rate"):
+        if column not in table.columns:
+            table[column] = np.nan
+        table[column] = pd.to_numeric(table[column], errors="coerce")
+    for column in ("has_audio", "audio_silent"):
+        table[column] = table.get(column, pd.Series(False, index=table.index)).fillna(False) \
+            .astype(bool)
+    for column in ("codec", "audio_codec", "creation_time", "pixel_format"):
+        table[column] = table.get(column, pd.Series("", index=table.index)).fillna("")
+
+    user = read_video_metadata(table["filename"])
+    tag_time = pd.to_datetime(table["creation_time"].replace("", None), errors="coerce", utc=True)
+    mtime = pd.to_datetime(table["file_mtime"], utc=True)
+    user_time = user["capture_time"] if "capture_time" in user.columns else \
+        pd.Series(pd.NaT, index=table.index, dtype="datetime64[ns, UTC]")
+    table["capture_time"] = user_time.fillna(tag_time).fillna(mtime)
+    table["capture_time_source"] = np.select(
+        [user_time.notna(), tag_time.notna(), mtime.notna()],
+        ["video_metadata", "creation_time_tag", "file_mtime"], "unknown")
+    table["camera"] = user["camera"].fillna("").to_numpy() if "camera" in user.columns else ""
+    table["sequence"] = assign_sequences(table, user)
+    return table.drop(columns=["file_mtime", "creation_time"])
+
+
+def assign_sequences(table: pd.DataFrame, user: pd.DataFrame) -> np.ndarray:
+    """Visit ids: the user's `sequence`, else same camera within SEQUENCE_GAP_MINUTES."""
+    if "sequence" in user.columns and user["sequence"].fillna("").ne("").any():
+        given = user["sequence"].fillna("")
+        return np.where(given.ne(""), "seq:" + given, "video:" + table["filename"])
+    sequences = ("video:" + table["filename"]).to_numpy(dtype=object)
+    trusted = table["capture_time_source"].isin(["video_metadata", "creation_time_tag"])
+    known = trusted & table["camera"].ne("")
+    if not known.any():
+        return sequences
+    gap = pd.Timedelta(minutes=SEQUENCE_GAP_MINUTES)
+    for camera, group in table[known].sort_values("capture_time").groupby("camera"):
+        new_visit = group["capture_time"].diff().gt(gap) | group["capture_time"].diff().isna()
+        visit_number = new_visit.cumsum()
+        sequences[group.index.to_numpy()] = [f"{camera}:{v}" for v in visit_number]
+    return sequences
+
+
+def make_folds(train_labels: pd.DataFrame, classes: list[str], sequences: pd.Series) -> pd.DataFrame:
+    """Multi-label stratified folds over visits; every train video exactly once."""
+    from iterstrat.ml_stratifiers import MultilabelStratifiedKFold
+    table = train_labels[["filename"] + classes].copy()
+    table["sequence"] = sequences.to_numpy()
+    groups = table.groupby("sequence", sort=True)[classes].max()
+    if len(groups) < N_FOLDS:
+        raise InputError(f"{input_dir() / 'train_labels.csv'}: only {len(groups)} independent "
+                         f"visit(s) for {N_FOLDS} folds; add videos or lower --n_folds")
+    splitter = MultilabelStratifiedKFold(n_splits=N_FOLDS, shuffle=True,
+                                         random_state=FOLD_SEED)
+    group_fold = pd.Series(-1, index=groups.index)
+    for fold, (_, validation) in enumerate(splitter.split(groups.to_numpy(), groups.to_numpy())):
+        group_fold.iloc[validation] = fold
+    table["fold"] = table["sequence"].map(group_fold).astype(int)
+    return table[["filename", "fold", "sequence"]]
+
+
+def main() -> None:
+    args = parse_config(globals(), __doc__)
+    metadata_path = metadata_dir() / "metadata.csv"
+    folds_path = metadata_dir() / "folds.csv"
+    if up_to_date([metadata_path, folds_path], args.force):
+        logger.info("r11: up to date (%s, %s)", metadata_path, folds_path)
+        return
+    videos, classes = load_video_table()
+    metadata = build_metadata(videos)
+    write_csv(metadata, metadata_path)
+    logger.info("r11: metadata of %d videos (%d unreadable) -> %s", len(metadata),
+                (~metadata["readable"]).sum(), metadata_path)
+    if up_to_date(folds_path, args.force):
+        logger.info("r11: keeping existing folds %s", folds_path)
+        return
+    labels, _ = load_train_labels()
+    train_sequences = metadata.set_index("filename").loc[labels["filename"], "sequence"]
+    folds = make_folds(labels, classes, train_sequences)
+    write_csv(folds, folds_path)
+    logger.info("r11: %d folds over %d videos in %d visits -> %s", N_FOLDS, len(folds),
+                folds["sequence"].nunique(), folds_path)
+
+
+if __name__ == "__main__":
+    main()
