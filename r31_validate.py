@@ -1,0 +1,83 @@
+"""r31 — out-of-fold predictions of every trained first-level model, and their scores.
+
+Reads   models/<model>/config.json + fold<k>.* (r21), metadata/folds.csv, input/train_labels.csv,
+        the model's input features (r12)
+Writes  predictions/level1/<model>_oof.csv   every train video exactly once, predicted by the
+                                             fold model that did not see it
+        reports/scores.csv                   + one row per fold and one for the whole OOF
+Cost    seconds per model (inference only).
+
+    python r31_validate.py                      # every trained model
+    python r31_validate.py --model gru_effnet_lite0 --time_augmentation 4
+
+Time augmentation (TTA) averages the prediction over the sequence, its reversal and centred
+temporal windows; r40 must use the same value so OOF and test predictions match.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from a00_common import (append_scores, level1_dir, load_folds, load_train_labels, logger,
+                        mean_log_loss, models_dir, parse_config, prediction_frame, read_json,
+                        up_to_date, write_csv, write_json)
+
+TIME_AUGMENTATION = 4          # temporal views averaged per prediction (1 = none)
+
+
+def trained_models() -> list[str]:
+    root = models_dir("x").parent
+    return sorted(p.parent.name for p in root.glob("*/config.json")) if root.is_dir() else []
+
+
+def validate_model(name: str, force: bool) -> None:
+    from a03_models import get_spec, load_inputs, predict_fold
+    output = level1_dir() / f"{name}_oof.csv"
+    config = read_json(models_dir(name) / "config.json")
+    if config is None:
+        raise SystemExit(f"{models_dir(name)}/config.json is missing: train {name} with r21 first")
+    stamp = f"{config['config_hash']}-tta{TIME_AUGMENTATION}"
+    if up_to_date(output, force) and (read_json(output.with_suffix(".json")) or {}).get(
+            "stamp") == stamp:
+        logger.info("r31 %s: up to date", name)
+        return
+    spec = get_spec(name)
+    labels_table, classes = load_train_labels()
+    folds = load_folds(labels_table["filename"])
+    inputs = load_inputs(spec, labels_table["filename"])
+    labels = labels_table[classes].to_numpy(np.float64)
+    predictions = np.full(labels.shape, np.nan)
+    scores = []
+    for fold in sorted(int(k) for k in folds["fold"].unique()):
+        fold_info = read_json(models_dir(name) / f"fold{fold}.json") or {}
+        if fold_info.get("config_hash") != config["config_hash"]:
+            raise SystemExit(f"r31 {name}: fold {fold} is missing or was trained with other "
+                             f"settings; run r21_train_models.py --model {name} --fold {fold}")
+        rows = np.flatnonzero(folds["fold"].to_numpy() == fold)
+        fold_inputs = {key: value[rows] for key, value in inputs.items()}
+        predictions[rows] = predict_fold(spec, fold_inputs, models_dir(name), fold,
+                                         len(classes), config["settings"], TIME_AUGMENTATION)
+        scores.append({"stage": "r31_level1", "model": name, "fold": str(fold),
+                       "log_loss": mean_log_loss(labels[rows], predictions[rows]),
+                       "rows": len(rows), "config_hash": stamp})
+    if np.isnan(predictions).any():
+        raise SystemExit(f"r31 {name}: some train videos got no OOF prediction (folds changed?)")
+    loss = mean_log_loss(labels, predictions)
+    scores.append({"stage": "r31_level1", "model": name, "fold": "all", "log_loss": loss,
+                   "rows": len(labels), "config_hash": stamp})
+    write_csv(prediction_frame(labels_table["filename"], classes, predictions), output)
+    write_json({"stamp": stamp, "log_loss": loss}, output.with_suffix(".json"))
+    append_scores(scores)
+    logger.info("r31 %s: OOF log loss %.5f over %d videos -> %s", name, loss, len(labels), output)
+
+
+def main() -> None:
+    args = parse_config(globals(), __doc__)
+    names = [args.model] if args.model else trained_models()
+    if not names:
+        raise SystemExit("r31: no trained models under models/: run r21_train_models.py first")
+    for name in names:
+        validate_model(name, args.force)
+
+
+if __name__ == "__main__":
+    main()
