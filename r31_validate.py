@@ -4,6 +4,9 @@ Reads   models/<model>/config.json + fold<k>.* (r21), metadata/folds.csv, input/
         the model's input features (r12)
 Writes  predictions/level1/<model>_oof.csv   every train video exactly once, predicted by the
                                              fold model that did not see it
+        predictions/level1/<model>_train_by_fold.csv   fold, filename, classes: each fold
+                                             model on every train video (r48 uses these so a
+                                             video's neighbour features never use its fold)
         reports/scores.csv                   + one row per fold and one for the whole OOF
 Cost    seconds per model (inference only).
 
@@ -16,6 +19,7 @@ temporal windows; r40 must use the same value so OOF and test predictions match.
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 
 from a00_common import (append_scores, level1_dir, load_folds, load_train_labels, logger,
                         mean_log_loss, models_dir, parse_config, prediction_frame, read_json,
@@ -46,16 +50,19 @@ def validate_model(name: str, force: bool) -> None:
     inputs = load_inputs(spec, labels_table["filename"])
     labels = labels_table[classes].to_numpy(np.float64)
     predictions = np.full(labels.shape, np.nan)
-    scores = []
+    by_fold, scores = [], []
     for fold in sorted(int(k) for k in folds["fold"].unique()):
         fold_info = read_json(models_dir(name) / f"fold{fold}.json") or {}
         if fold_info.get("config_hash") != config["config_hash"]:
             raise SystemExit(f"r31 {name}: fold {fold} is missing or was trained with other "
                              f"settings; run r21_train_models.py --model {name} --fold {fold}")
         rows = np.flatnonzero(folds["fold"].to_numpy() == fold)
-        fold_inputs = {key: value[rows] for key, value in inputs.items()}
-        predictions[rows] = predict_fold(spec, fold_inputs, models_dir(name), fold,
-                                         len(classes), config["settings"], TIME_AUGMENTATION)
+        fold_predictions = predict_fold(spec, inputs, models_dir(name), fold, len(classes),
+                                        config["settings"], TIME_AUGMENTATION)
+        predictions[rows] = fold_predictions[rows]
+        table = prediction_frame(labels_table["filename"], classes, fold_predictions)
+        table.insert(0, "fold", fold)
+        by_fold.append(table)
         scores.append({"stage": "r31_level1", "model": name, "fold": str(fold),
                        "log_loss": mean_log_loss(labels[rows], predictions[rows]),
                        "rows": len(rows), "config_hash": stamp})
@@ -64,6 +71,7 @@ def validate_model(name: str, force: bool) -> None:
     loss = mean_log_loss(labels, predictions)
     scores.append({"stage": "r31_level1", "model": name, "fold": "all", "log_loss": loss,
                    "rows": len(labels), "config_hash": stamp})
+    write_csv(pd.concat(by_fold, ignore_index=True), level1_dir() / f"{name}_train_by_fold.csv")
     write_csv(prediction_frame(labels_table["filename"], classes, predictions), output)
     write_json({"stamp": stamp, "log_loss": loss}, output.with_suffix(".json"))
     append_scores(scores)

@@ -3,6 +3,8 @@
 Reads   models/<model>/config.json + fold<k>.* (r21), input/submission_format.csv, the model's
         input features (r12)
 Writes  predictions/level1/<model>_test.csv   every submission row, in submission order
+        predictions/level1/<model>_test_by_fold.csv   fold, filename, classes: each fold
+                                               model's own test predictions (for r48)
 Cost    seconds per model (inference only; K fold models × TTA views).
 
     python r40_process_test.py
@@ -14,6 +16,7 @@ produced the same way.
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 
 from a00_common import (level1_dir, load_submission_format, load_train_labels, logger,
                         models_dir, parse_config, prediction_frame, read_json, up_to_date,
@@ -50,13 +53,17 @@ def process_model(name: str, force: bool) -> None:
                              f"rerun r21_train_models.py --model {name}")
     if not folds:
         raise SystemExit(f"r40 {name}: no trained fold under {models_dir(name)}")
-    if len(submission):
-        inputs = load_inputs(spec, submission["filename"])
-        predictions = np.mean([predict_fold(spec, inputs, models_dir(name), fold, len(classes),
-                                            config["settings"], TIME_AUGMENTATION)
-                               for fold in folds], axis=0)
-    else:
-        predictions = np.zeros((0, len(classes)))
+    inputs = load_inputs(spec, submission["filename"]) if len(submission) else None
+    by_fold = []
+    for fold in folds:
+        fold_predictions = predict_fold(spec, inputs, models_dir(name), fold, len(classes),
+                                        config["settings"], TIME_AUGMENTATION) \
+            if inputs is not None else np.zeros((0, len(classes)))
+        table = prediction_frame(submission["filename"], classes, fold_predictions)
+        table.insert(0, "fold", fold)
+        by_fold.append(table)
+    predictions = np.mean([table[classes].to_numpy() for table in by_fold], axis=0)
+    write_csv(pd.concat(by_fold, ignore_index=True), level1_dir() / f"{name}_test_by_fold.csv")
     write_csv(prediction_frame(submission["filename"], classes, predictions), output)
     write_json({"stamp": stamp, "folds": folds}, output.with_suffix(".json"))
     logger.info("r40 %s: %d test videos, mean of %d fold models -> %s", name,
