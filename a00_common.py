@@ -52,8 +52,20 @@ STANDARD_OPTIONS = ("force", "model", "fold", "gpu", "workers", "data")
 
 
 def _tunables(namespace: dict) -> dict:
+    """UPPER_CASE values assigned at the top level of the script itself (not imported ones)."""
+    import ast
+    defined = None
+    source_file = namespace.get("__file__")
+    if source_file and Path(source_file).is_file():
+        tree = ast.parse(Path(source_file).read_text(encoding="utf-8"))
+        defined = set()
+        for node in tree.body:
+            targets = node.targets if isinstance(node, ast.Assign) else \
+                [node.target] if isinstance(node, ast.AnnAssign) else []
+            defined.update(t.id for t in targets if isinstance(t, ast.Name))
     return {key: value for key, value in namespace.items()
             if key.isupper() and not key.startswith("_")
+            and (defined is None or key in defined)
             and isinstance(value, (bool, int, float, str, tuple, list))}
 
 
@@ -104,7 +116,10 @@ def parse_config(namespace: dict, doc: str | None, argv: list[str] | None = None
     parser.add_argument("--data", default=None,
                         help="data folder (default: $TRAPSTACK_DATA or data/demo)")
     for name, (default, help_text) in (extra_options or {}).items():
-        parser.add_argument(f"--{name}", default=default, help=help_text)
+        if default is False:  # a flag
+            parser.add_argument(f"--{name}", action="store_true", help=help_text)
+        else:
+            parser.add_argument(f"--{name}", default=default, help=help_text)
     tunable_group = parser.add_argument_group("tunables (UPPER_CASE block at the top of the script)")
     for key, value in tunables.items():
         shown = ",".join(map(str, value)) if isinstance(value, (tuple, list)) else value
@@ -602,3 +617,24 @@ def tool_path(name: str) -> str:
     return found
 
 
+
+
+# ----------------------------------------------------------------------------- job fan-out
+
+def parse_part(text: str | None) -> tuple[int, int]:
+    """`--part I/N` → (I, N): this job does items I, I+N, I+2N, … (0-based). None → (0, 1)."""
+    if text is None:
+        return 0, 1
+    try:
+        index_text, count_text = str(text).split("/")
+        index, count = int(index_text), int(count_text)
+    except ValueError:
+        raise ValueError(f"--part expects I/N such as 0/4, got {text!r}") from None
+    if count < 1 or not 0 <= index < count:
+        raise ValueError(f"--part {text}: need 0 <= I < N")
+    return index, count
+
+
+def print_jobs(jobs: list[dict]) -> None:
+    """`--list_jobs`: the jobs a script would run, as one JSON line for run_all.py."""
+    print("JOBS " + json.dumps(jobs, default=str), flush=True)

@@ -106,6 +106,17 @@ def load_inputs(spec: "ModelSpec", filenames) -> dict:
     return inputs
 
 
+def required_extractors(spec: "ModelSpec") -> list[str]:
+    """The r12 feature sets a model reads (run_all.py waits for exactly these)."""
+    extractors = []
+    for source in spec.inputs:
+        if source == "tabular":
+            extractors += ["hashes", "audio_logmel"]
+        elif source.startswith("steps:"):
+            extractors.append(source.split(":", 1)[1])
+    return list(dict.fromkeys(extractors))
+
+
 def input_hash(spec: "ModelSpec") -> str:
     """Hashes of the feature sets a model reads, so new features retrain the model."""
     parts = []

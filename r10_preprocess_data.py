@@ -10,6 +10,8 @@ Cost    about one decode of each short clip: ~0.1–0.3 s per 5 s video per core
 
     python r10_preprocess_data.py                 # demo data, all videos not yet done
     python r10_preprocess_data.py --workers 2 --frame_size 160 --force
+    python r10_preprocess_data.py --part 0/4       # every 4th video from the first: one of 4
+                                                   # parallel jobs; a plain run then writes the index
 
 A video that cannot be probed or decoded gets a failure row and no frames; later stages
 mark it missing and still predict it. Per-video outputs that exist are skipped.
@@ -21,7 +23,7 @@ import concurrent.futures
 import pandas as pd
 
 from a00_common import (cache_dir, config_hash, load_video_table, logger, parse_config,
-                        probe_cache_path,
+                        parse_part, probe_cache_path,
                         progress, read_json, safe_cache_name, short_error, up_to_date,
                         video_path, write_array, write_csv, write_json, write_stage_failures)
 from a01_video_io import VideoError, decode_sampled_frames, extract_audio, probe_video, \
@@ -105,19 +107,29 @@ def preprocess_safely(filename: str, force: bool) -> dict:
 
 
 def main() -> None:
-    args = parse_config(globals(), __doc__)
+    args = parse_config(globals(), __doc__, extra_options={
+        "part": (None, "I/N: process videos I, I+N, I+2N, ... only (a parallel job); the index "
+                       "and failures.csv are written by a run without --part")})
+    try:
+        part, parts = parse_part(args.part)
+    except ValueError as error:
+        raise SystemExit(f"r10: {error}") from None
     videos, _ = load_video_table()
+    names = videos["filename"].tolist()[part::parts]
     index_path = cache_dir() / "preprocess_index.csv"
     records = []
+    description = "r10 videos" if parts == 1 else f"r10 videos (part {part}/{parts})"
     if args.workers > 1:
         with concurrent.futures.ProcessPoolExecutor(args.workers) as pool:
-            futures = [pool.submit(preprocess_safely, name, args.force)
-                       for name in videos["filename"]]
-            for future in progress(futures, desc="r10 videos", unit="video"):
+            futures = [pool.submit(preprocess_safely, name, args.force) for name in names]
+            for future in progress(futures, desc=description, unit="video"):
                 records.append(future.result())
     else:
-        for name in progress(videos["filename"], desc="r10 videos", unit="video"):
+        for name in progress(names, desc=description, unit="video"):
             records.append(preprocess_safely(name, args.force))
+    if parts > 1:
+        logger.info("r10 part %d/%d: %d videos done", part, parts, len(records))
+        return
 
     index = pd.DataFrame({
         "filename": [r["filename"] for r in records],
@@ -128,6 +140,11 @@ def main() -> None:
         "errors": ["; ".join(r["errors"]) for r in records],
     })
     index["frames_config"] = config_hash(frames_config())
+    if index_path.exists() and not args.force:
+        previous = pd.read_csv(index_path, dtype=str, keep_default_na=False)
+        if previous.equals(index.astype(str)):
+            logger.info("r10: up to date (%d videos)", len(index))
+            return
     write_csv(index, index_path)
     failures = [{"filename": r["filename"], "error": error}
                 for r in records for error in r["errors"]]

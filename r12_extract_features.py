@@ -14,6 +14,8 @@ Cost    hashes ~5 ms/video; audio_logmel ~20 ms/video; effnet_lite0 at 224 px â‰
     python r12_extract_features.py                          # every extractor in EXTRACTORS
     python r12_extract_features.py --extractor hashes       # one extractor (parallel-safe)
     python r12_extract_features.py --extractor effnet_lite0 --gpu 0 --batch_size 64
+    python r12_extract_features.py --extractor hashes --part 1/4   # shards 1, 5, 9, ...: one of
+                                                # 4 parallel jobs; a run without --part joins them
 
 Extractors: `hashes`, `audio_logmel`, and any backbone of a02_backbones (`effnet_lite0`,
 `random_lite0`, `resnet50`, â€¦); a `_skip` suffix pools several depths (multi-depth features).
@@ -27,7 +29,7 @@ import numpy as np
 import pandas as pd
 
 from a00_common import (atomic_path, cache_dir, config_hash, features_dir, logger, parse_config,
-                        progress, read_array, read_arrays, read_json, short_error, up_to_date,
+                        parse_part, print_jobs, progress, read_array, read_arrays, read_json, short_error, up_to_date,
                         write_arrays, write_csv, write_json, write_stage_failures)
 
 EXTRACTORS = ("hashes", "audio_logmel", "effnet_lite0")   # what a plain run extracts
@@ -101,7 +103,7 @@ def hash_features(frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return bits, np.asarray(statistics, dtype=np.float32)
 
 
-HASH_STATISTIC_NAMES = (
+_HASH_STATISTIC_NAMES = (
     [f"phash_{n}" for n in ("consecutive_mean", "consecutive_std", "consecutive_max",
                             "consecutive_min", "pairs_mean", "pairs_std", "pairs_max")]
     + [f"dhash_{n}" for n in ("consecutive_mean", "consecutive_std", "consecutive_max",
@@ -183,7 +185,7 @@ def extract_shard(extractor: str, shard: pd.DataFrame, frames_per_video: int) ->
         for frames, record in zip(frame_stacks, shard.itertuples()):
             if frames is None:
                 rows.append(np.zeros((frames_per_video, bits_length), np.uint8))
-                statistics.append(np.zeros(len(HASH_STATISTIC_NAMES), np.float32))
+                statistics.append(np.zeros(len(_HASH_STATISTIC_NAMES), np.float32))
                 continue
             bits, stats = hash_features(frames)
             rows.append(bits)
@@ -268,11 +270,12 @@ def consolidate(extractor: str, hash_text: str, index: pd.DataFrame, shard_count
     table["missing"] = missing
     write_csv(table, folder / "index.csv")
     write_json({**config, "hash": hash_text,
-                "statistic_names": HASH_STATISTIC_NAMES if extractor == "hashes" else None},
+                "statistic_names": _HASH_STATISTIC_NAMES if extractor == "hashes" else None},
                folder / "config.json")
 
 
-def run_extractor(extractor: str, index: pd.DataFrame, workers: int, force: bool) -> None:
+def run_extractor(extractor: str, index: pd.DataFrame, workers: int, force: bool,
+                  part: int = 0, parts: int = 1) -> None:
     frames_config = str(index["frames_config"].iloc[0]) if len(index) else "none"
     config = extractor_config(extractor, frames_config)
     hash_text = config_hash(config)
@@ -281,24 +284,32 @@ def run_extractor(extractor: str, index: pd.DataFrame, workers: int, force: bool
     if up_to_date(outputs, force):
         existing = pd.read_csv(folder / "index.csv", dtype={"filename": str},
                                keep_default_na=False)
-        if existing["filename"].tolist() == index["filename"].tolist() and \
-                (read_json(folder / "config.json") or {}).get("hash") == hash_text:
+        joined_at = (folder / "features.npy").stat().st_mtime
+        # shards rewritten by `--part ... --force` jobs after the join must be joined again
+        newer_shards = any(p.stat().st_mtime > joined_at
+                           for p in (folder / hash_text).glob("shard_*.npz"))
+        if existing["filename"].tolist() == index["filename"].tolist() and not newer_shards \
+                and (read_json(folder / "config.json") or {}).get("hash") == hash_text:
             logger.info("r12 %s: up to date", extractor)
             return
     frames_per_video = _frames_per_video(index)
     shards = [index.iloc[start:start + SHARD_SIZE] for start in range(0, len(index), SHARD_SIZE)]
+    numbers = list(range(len(shards)))[part::parts]
     failures = []
-    description = f"r12 {extractor} shards"
+    description = f"r12 {extractor} shards" + (f" (part {part}/{parts})" if parts > 1 else "")
     if workers > 1:
         with concurrent.futures.ProcessPoolExecutor(workers) as pool:
-            futures = [pool.submit(run_shard, extractor, hash_text, number, shard,
-                                   frames_per_video, force) for number, shard in enumerate(shards)]
+            futures = [pool.submit(run_shard, extractor, hash_text, number, shards[number],
+                                   frames_per_video, force) for number in numbers]
             for future in progress(futures, desc=description, unit="shard"):
                 failures.extend(future.result())
     else:
-        for number, shard in enumerate(progress(shards, desc=description, unit="shard")):
-            failures.extend(run_shard(extractor, hash_text, number, shard, frames_per_video,
-                                      force))
+        for number in progress(numbers, desc=description, unit="shard"):
+            failures.extend(run_shard(extractor, hash_text, number, shards[number],
+                                      frames_per_video, force))
+    if parts > 1:
+        logger.info("r12 %s part %d/%d: %d shard(s) done", extractor, part, parts, len(numbers))
+        return
     consolidate(extractor, hash_text, index, len(shards), config)
     write_stage_failures(f"r12_{extractor}", failures)
     logger.info("r12 %s: %d videos -> %s", extractor, len(index), folder / "features.npy")
@@ -313,16 +324,32 @@ def _frames_per_video(index: pd.DataFrame) -> int:
     return 1
 
 
+def is_backbone(extractor: str) -> bool:
+    return extractor not in ("hashes", "audio_logmel")
+
+
 def main() -> None:
     args = parse_config(globals(), __doc__, extra_options={
-        "extractor": (None, "run one extractor (default: every one in EXTRACTORS)")})
+        "extractor": (None, "run one extractor (default: every one in EXTRACTORS)"),
+        "part": (None, "I/N: extract shards I, I+N, ... only (a parallel job, needs "
+                       "--extractor); a run without --part joins the shards"),
+        "list_jobs": (False, "print the extractors a plain run would do (for run_all.py)")})
+    extractors = [args.extractor] if args.extractor else list(EXTRACTORS)
+    if args.list_jobs:
+        print_jobs([{"extractor": name, "gpu": is_backbone(name)} for name in extractors])
+        return
+    try:
+        part, parts = parse_part(args.part)
+    except ValueError as error:
+        raise SystemExit(f"r12: {error}") from None
+    if parts > 1 and not args.extractor:
+        raise SystemExit("r12: --part needs --extractor (each job does one extractor's shards)")
     index_path = cache_dir() / "preprocess_index.csv"
     if not index_path.exists():
         raise SystemExit(f"{index_path} is missing: run r10_preprocess_data.py first")
     index = pd.read_csv(index_path, dtype=str, keep_default_na=False)
-    extractors = [args.extractor] if args.extractor else list(EXTRACTORS)
     for extractor in extractors:
-        run_extractor(extractor, index, args.workers, args.force)
+        run_extractor(extractor, index, args.workers, args.force, part, parts)
 
 
 if __name__ == "__main__":

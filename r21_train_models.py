@@ -23,8 +23,8 @@ import hashlib
 import numpy as np
 
 from a00_common import (SEED, config_hash, git_commit, load_folds, load_train_labels, logger,
-                        metadata_dir, models_dir, parse_config, prior_probabilities, read_json,
-                        write_csv, write_json)
+                        metadata_dir, models_dir, parse_config, print_jobs, prior_probabilities,
+                        read_json, write_csv, write_json)
 
 MODELS = ("gru_effnet_lite0", "attention_effnet_lite0", "lgbm_tabular")   # a plain run trains these
 TRAIN_SEED = SEED              # fold k uses TRAIN_SEED + k
@@ -96,11 +96,23 @@ def train_model(name: str, only_fold: int | None, force: bool) -> None:
 
 
 def main() -> None:
-    args = parse_config(globals(), __doc__)
-    from a03_models import get_spec
+    args = parse_config(globals(), __doc__, extra_options={
+        "list_jobs": (False, "print the (model, fold) jobs a plain run would do (for "
+                             "run_all.py) and exit")})
+    from a03_models import get_spec, required_extractors
     names = [args.model] if args.model else list(MODELS)
     for name in names:
         get_spec(name)  # unknown names stop before any training starts
+    if args.list_jobs:
+        labels_table, _ = load_train_labels()
+        folds = load_folds(labels_table["filename"])
+        fold_numbers = sorted(int(k) for k in folds["fold"].unique()) if args.fold is None \
+            else [args.fold]
+        print_jobs([{"model": name, "fold": fold,
+                     "extractors": required_extractors(get_spec(name)),
+                     "gpu": get_spec(name).kind == "keras"}
+                    for name in names for fold in fold_numbers])
+        return
     for name in names:
         train_model(name, args.fold, args.force)
 

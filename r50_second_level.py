@@ -1,0 +1,473 @@
+"""r50 — second-level stackers over every first-level model, the metadata and the neighbours.
+
+Reads   predictions/level1/<model>_{oof,test}.csv (r31, r40), predictions/neighbors_{oof,test}.csv
+        (r48), metadata/metadata.csv (r11), features/{hashes,audio_logmel}/ statistics (r12),
+        metadata/folds.csv, input/train_labels.csv, input/submission_format.csv
+Writes  predictions/level2/<stacker>_oof.csv    every train video once, by the stacker of the
+                                                outer fold that did not see it
+        predictions/level2/<stacker>_test.csv   every submission row: mean over fold stackers
+        models/level2/<stacker>/fold<k>.*        the fitted stackers (LightGBM/XGBoost text or
+                                                JSON, Keras .weights.h5)
+        models/level2/<stacker>/importance.csv   feature importances (gain), for the report
+        models/level2/<stacker>/config.json      settings, inputs, commit
+        reports/scores.csv                      + one row per fold and one for the whole OOF
+Cost    demo set (200 × ~600 features, 24 classes, 5 folds): LightGBM ~1 min, XGBoost ~1 min,
+        MLP ~30 s on 2 cores. Grows linearly with rows × features.
+
+    python r50_second_level.py                       # every stacker in STACKERS
+    python r50_second_level.py --stacker xgb         # one job (parallel-safe)
+    python r50_second_level.py --stacker lgbm_no_neighbors   # ablation: without r48 features
+
+Stackers: `lgbm` (one binary LightGBM per class), `xgb` (XGBoost with one binary logistic
+output per class in one multi-output model: true multi-label, never softmax over classes),
+`mlp` (Keras MLP with sigmoid outputs). A `_no_neighbors` suffix leaves out the r48
+features, to measure what they are worth.
+
+Validation is the level-1 outer folds: the stacker of fold k is fitted on the other folds'
+rows (their level-1 OOF predictions as features) and predicts fold k. Early stopping uses an
+inner split of the training rows (whole visits, never split); the GBMs are then refitted on
+all training rows with the number of rounds found.
+"""
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import pandas as pd
+
+from a00_common import (SEED, append_scores, atomic_path, config_hash, data_dir, git_commit, level1_dir,
+                        level2_dir, load_folds, load_submission_format, load_train_labels, logger,
+                        mean_log_loss, metadata_dir, models_dir, parse_config, prediction_frame,
+                        predictions_dir, print_jobs, prior_probabilities, progress, read_json,
+                        set_seeds, up_to_date, write_csv, write_json)
+
+STACKERS = ("lgbm", "xgb", "mlp")   # a plain run fits these
+STACKER_SEED = SEED
+INNER_VALIDATION_FRACTION = 0.2     # share of training visits used for early stopping
+LEVEL1_MODELS = ("all",)            # first-level models used as features; "all" = every one
+# --- LightGBM
+LGBM_ROUNDS = 600                   # upper bound; early stopping picks the number
+LGBM_LEARNING_RATE = 0.03
+LGBM_NUM_LEAVES = 7
+LGBM_MIN_CHILD_SAMPLES = 8
+LGBM_FEATURE_FRACTION = 0.3
+LGBM_LAMBDA_L2 = 10.0               # strong: with few positives a leaf must earn its weight
+# --- XGBoost
+XGB_ROUNDS = 600
+XGB_LEARNING_RATE = 0.03
+XGB_MAX_DEPTH = 3
+XGB_COLSAMPLE = 0.3
+# --- GBMs
+EARLY_STOPPING_ROUNDS = 50
+THREADS = 2                         # per job; run_all.py --workers N runs N jobs at once
+# --- MLP
+MLP_HIDDEN_UNITS = 256
+MLP_DROPOUT = 0.3
+MLP_EPOCHS = 150
+MLP_PATIENCE = 15
+MLP_LEARNING_RATE = 1e-3
+MLP_WEIGHT_DECAY = 1e-2
+MLP_BATCH_SIZE = 64
+
+_BASE_STACKERS = ("lgbm", "xgb", "mlp")
+_NO_NEIGHBORS_SUFFIX = "_no_neighbors"
+
+
+def parse_stacker(name: str) -> tuple[str, bool]:
+    """'xgb_no_neighbors' -> ('xgb', False); unknown names stop with the known ones."""
+    base, use_neighbors = name, True
+    if name.endswith(_NO_NEIGHBORS_SUFFIX):
+        base, use_neighbors = name[:-len(_NO_NEIGHBORS_SUFFIX)], False
+    if base not in _BASE_STACKERS:
+        raise SystemExit(f"r50: unknown stacker {name!r}; known: "
+                         f"{', '.join(_BASE_STACKERS)} (each also with {_NO_NEIGHBORS_SUFFIX})")
+    return base, use_neighbors
+
+
+def stacker_settings(base: str) -> dict:
+    common = {"seed": STACKER_SEED, "inner_validation_fraction": INNER_VALIDATION_FRACTION}
+    if base == "lgbm":
+        return {**common, "rounds": LGBM_ROUNDS, "learning_rate": LGBM_LEARNING_RATE,
+                "num_leaves": LGBM_NUM_LEAVES, "min_child_samples": LGBM_MIN_CHILD_SAMPLES,
+                "feature_fraction": LGBM_FEATURE_FRACTION, "lambda_l2": LGBM_LAMBDA_L2,
+                "early_stopping_rounds": EARLY_STOPPING_ROUNDS, "threads": THREADS}
+    if base == "xgb":
+        return {**common, "rounds": XGB_ROUNDS, "learning_rate": XGB_LEARNING_RATE,
+                "max_depth": XGB_MAX_DEPTH, "colsample": XGB_COLSAMPLE,
+                "early_stopping_rounds": EARLY_STOPPING_ROUNDS, "threads": THREADS}
+    return {**common, "hidden_units": MLP_HIDDEN_UNITS, "dropout": MLP_DROPOUT,
+            "epochs": MLP_EPOCHS, "patience": MLP_PATIENCE, "learning_rate": MLP_LEARNING_RATE,
+            "weight_decay": MLP_WEIGHT_DECAY, "batch_size": MLP_BATCH_SIZE}
+
+
+# ----------------------------------------------------------------------------- features
+
+def level1_models() -> list[str]:
+    folder = level1_dir()
+    found = sorted(p.name[:-len("_oof.csv")] for p in folder.glob("*_oof.csv")
+                   if (folder / p.name.replace("_oof.csv", "_test.csv")).exists())
+    if "all" in LEVEL1_MODELS:
+        return found
+    missing = [m for m in LEVEL1_MODELS if m not in found]
+    if missing:
+        raise SystemExit(f"r50: no level-1 predictions for {missing}: run r31 and r40 for them")
+    return list(LEVEL1_MODELS)
+
+
+def _read_table(path, filenames, what: str) -> pd.DataFrame:
+    if not path.exists():
+        raise SystemExit(f"r50: {path} is missing: {what}")
+    table = pd.read_csv(path, dtype={"filename": str}, keep_default_na=False, na_values=[""])
+    table = table.set_index("filename")
+    absent = [name for name in filenames if name not in table.index]
+    if absent:
+        raise SystemExit(f"r50: {path} lacks {len(absent)} video(s), e.g. {absent[0]!r}: {what}")
+    return table.loc[list(filenames)]
+
+
+class FeatureTable:
+    """A stacker's inputs: the feature matrix, each column's class (None = all classes), and
+    the base logits (mean of the level-1 logits) that the stackers learn to correct."""
+
+    def __init__(self, frame: pd.DataFrame, column_class: list, base_logits: np.ndarray):
+        self.frame, self.column_class, self.base_logits = frame, column_class, base_logits
+        self._matrix = frame.to_numpy(np.float32)
+
+    @property
+    def names(self) -> list[str]:
+        return list(self.frame.columns)
+
+    def matrix(self) -> np.ndarray:
+        return self._matrix
+
+    def class_columns(self, class_name: str) -> np.ndarray:
+        """Columns a per-class model reads: global ones and those of its own class."""
+        return np.flatnonzero([owner is None or owner == class_name
+                               for owner in self.column_class])
+
+
+def _owner(column: str, classes: list[str]):
+    """The class a neighbour column belongs to (longest class name it ends with)."""
+    matches = [c for c in classes if column.endswith("_" + c)]
+    return max(matches, key=len) if matches else None
+
+
+def logits(probabilities: np.ndarray) -> np.ndarray:
+    clipped = np.clip(probabilities, 1e-5, 1 - 1e-5)
+    return np.log(clipped / (1 - clipped))
+
+
+def build_feature_table(split: str, filenames, classes: list[str], models: list[str],
+                        use_neighbors: bool) -> FeatureTable:
+    """Label-free features of `filenames`: metadata + statistics, level-1 predictions (OOF for
+    train, fold-mean for test) as logits, their mean ("blend"), and the neighbour features."""
+    from a03_models import load_tabular
+    suffix = "oof" if split == "train" else "test"
+    tabular = load_tabular(filenames).reset_index(drop=True).add_prefix("meta:")
+    parts, owners = [tabular], [None] * tabular.shape[1]
+    model_logits = []
+    for model in models:
+        table = _read_table(level1_dir() / f"{model}_{suffix}.csv", filenames,
+                            f"rerun r31/r40 for {model}")
+        values = logits(table[classes].to_numpy(np.float64))
+        model_logits.append(values)
+        parts.append(pd.DataFrame(values, columns=[f"l1:{model}:{c}" for c in classes]))
+        owners += list(classes)
+    base = np.mean(model_logits, axis=0) if model_logits else \
+        np.zeros((len(filenames), len(classes)))
+    # the blend of every class is global: "blank" or "human" likely informs every species
+    parts.append(pd.DataFrame(base, columns=[f"blend:{c}" for c in classes]))
+    owners += [None] * len(classes)
+    if use_neighbors:
+        table = _read_table(predictions_dir() / f"neighbors_{suffix}.csv", filenames,
+                            "run r48_neighbor_features.py").reset_index(drop=True)
+        owners += [_owner(column, classes) for column in table.columns]
+        parts.append(table.add_prefix("nb:"))
+    features = pd.concat(parts, axis=1).astype(np.float32)
+    features.index = list(filenames)
+    return FeatureTable(features, owners, base)
+
+
+def inner_split(sequences: np.ndarray, fraction: float, seed: int) -> tuple:
+    """Training rows -> (fit rows, early-stopping rows); whole visits on one side."""
+    unique = np.unique(sequences)
+    random = np.random.default_rng(seed)
+    chosen = set(random.choice(unique, size=max(1, int(round(len(unique) * fraction))),
+                               replace=False))
+    held = np.array([s in chosen for s in sequences])
+    if held.all() or not held.any():
+        held = np.arange(len(sequences)) % 5 == 0
+    return np.flatnonzero(~held), np.flatnonzero(held)
+
+
+# ----------------------------------------------------------------------------- stackers
+
+def fit_lightgbm(table: FeatureTable, rows, labels, fit_rows, stop_rows, settings, prior,
+                 classes):
+    """Per class, a binary booster on its own columns that corrects the base logit: best
+    round on the inner split, then a refit on all training rows with that many rounds."""
+    import lightgbm
+    parameters = {"objective": "binary", "learning_rate": settings["learning_rate"],
+                  "num_leaves": settings["num_leaves"],
+                  "min_data_in_leaf": settings["min_child_samples"],
+                  "feature_fraction": settings["feature_fraction"], "bagging_fraction": 0.8,
+                  "bagging_freq": 1, "lambda_l2": settings["lambda_l2"], "verbose": -1,
+                  "num_threads": settings["threads"], "seed": settings["seed"],
+                  "deterministic": True, "force_row_wise": True}
+    matrix, base = table.matrix()[rows], table.base_logits[rows]
+    all_rows = np.concatenate([fit_rows, stop_rows])
+    models = []
+    for column, class_name in enumerate(classes):
+        target = labels[:, column]
+        columns = table.class_columns(class_name)
+        if target[all_rows].min() == target[all_rows].max():
+            models.append({"constant": float(prior[column]), "columns": columns.tolist()})
+            continue
+        features = matrix[:, columns]
+        train_set = lightgbm.Dataset(features[fit_rows], target[fit_rows],
+                                     init_score=base[fit_rows, column])
+        stop_set = lightgbm.Dataset(features[stop_rows], target[stop_rows],
+                                    init_score=base[stop_rows, column], reference=train_set)
+        booster = lightgbm.train(parameters, train_set, settings["rounds"],
+                                 valid_sets=[stop_set],
+                                 callbacks=[lightgbm.early_stopping(
+                                     settings["early_stopping_rounds"], verbose=False)])
+        rounds = max(booster.best_iteration or settings["rounds"], 1)
+        refit = lightgbm.train(parameters, lightgbm.Dataset(
+            features[all_rows], target[all_rows], init_score=base[all_rows, column]), rounds)
+        models.append({"booster": refit.model_to_string(), "rounds": rounds,
+                       "columns": columns.tolist()})
+    return models
+
+
+def predict_lightgbm(models, table: FeatureTable, rows) -> np.ndarray:
+    import lightgbm
+    matrix, base = table.matrix()[rows], table.base_logits[rows]
+    output = np.zeros((len(rows), len(models)))
+    for column, entry in enumerate(models):
+        if "constant" in entry:
+            output[:, column] = entry["constant"]
+            continue
+        booster = lightgbm.Booster(model_str=entry["booster"])
+        margin = base[:, column] + booster.predict(matrix[:, entry["columns"]], raw_score=True)
+        output[:, column] = 1 / (1 + np.exp(-margin))
+    return output
+
+
+def importance_lightgbm(models, count: int) -> np.ndarray:
+    import lightgbm
+    total = np.zeros(count)
+    for entry in models:
+        if "booster" in entry:
+            gains = lightgbm.Booster(model_str=entry["booster"]).feature_importance("gain")
+            np.add.at(total, entry["columns"], gains)
+    return total
+
+
+def fit_xgboost(table: FeatureTable, rows, labels, fit_rows, stop_rows, settings):
+    """One multi-output XGBoost: a binary logistic output per class (true multi-label),
+    boosted from the base logits."""
+    import xgboost
+    matrix, base = table.matrix()[rows], table.base_logits[rows]
+    parameters = dict(objective="binary:logistic", tree_method="hist",
+                      learning_rate=settings["learning_rate"], max_depth=settings["max_depth"],
+                      subsample=0.8, colsample_bytree=settings["colsample"], min_child_weight=1,
+                      reg_lambda=1.0, n_jobs=settings["threads"], random_state=settings["seed"])
+    model = xgboost.XGBClassifier(n_estimators=settings["rounds"],
+                                  early_stopping_rounds=settings["early_stopping_rounds"],
+                                  eval_metric="logloss", **parameters)
+    model.fit(matrix[fit_rows], labels[fit_rows], base_margin=base[fit_rows],
+              eval_set=[(matrix[stop_rows], labels[stop_rows])],
+              base_margin_eval_set=[base[stop_rows]], verbose=False)
+    rounds = max(int(model.best_iteration) + 1, 1)
+    all_rows = np.concatenate([fit_rows, stop_rows])
+    refit = xgboost.XGBClassifier(n_estimators=rounds, **parameters)
+    refit.fit(matrix[all_rows], labels[all_rows], base_margin=base[all_rows], verbose=False)
+    return refit
+
+
+def predict_xgboost(model, table: FeatureTable, rows) -> np.ndarray:
+    probabilities = model.predict_proba(table.matrix()[rows], base_margin=table.base_logits[rows])
+    return np.asarray(probabilities, dtype=np.float64).reshape(len(rows), -1)
+
+
+def build_mlp(feature_count: int, class_count: int, settings: dict):
+    """Keras MLP whose sigmoid outputs correct the base logits; the correction starts at 0."""
+    import keras
+    from keras import layers
+    features = keras.Input((feature_count,), name="features")
+    base = keras.Input((class_count,), name="base_logits")
+    x = layers.Dropout(0.1, name="input_dropout")(features)
+    x = layers.Dense(settings["hidden_units"], activation="gelu", name="hidden1")(x)
+    x = layers.Dropout(settings["dropout"], name="dropout1")(x)
+    x = layers.Dense(settings["hidden_units"] // 2, activation="gelu", name="hidden2")(x)
+    x = layers.Dropout(settings["dropout"], name="dropout2")(x)
+    correction = layers.Dense(class_count, kernel_initializer="zeros", name="correction")(x)
+    margin = layers.Add(name="margin")([base, correction])
+    outputs = layers.Activation("sigmoid", name="probabilities")(margin)
+    return keras.Model([features, base], outputs, name="stacker_mlp")
+
+
+def fit_mlp(features, base, labels, fit_rows, stop_rows, settings, weights_path):
+    """Trains the MLP with early stopping on the inner split; the best epoch's weights kept."""
+    import keras
+    keras.backend.clear_session()
+    keras.utils.set_random_seed(settings["seed"])
+    model = build_mlp(features.shape[1], labels.shape[1], settings)
+    steps = max(int(np.ceil(len(fit_rows) / settings["batch_size"])), 1) * settings["epochs"]
+    schedule = keras.optimizers.schedules.CosineDecay(settings["learning_rate"], steps,
+                                                      alpha=0.05)
+    model.compile(keras.optimizers.AdamW(schedule, weight_decay=settings["weight_decay"]),
+                  loss="binary_crossentropy")
+    model.fit({"features": features[fit_rows], "base_logits": base[fit_rows]}, labels[fit_rows],
+              batch_size=settings["batch_size"], epochs=settings["epochs"], verbose=0,
+              shuffle=True,
+              validation_data=({"features": features[stop_rows],
+                                "base_logits": base[stop_rows]}, labels[stop_rows]),
+              callbacks=[keras.callbacks.EarlyStopping(patience=settings["patience"],
+                                                       restore_best_weights=True)])
+    with atomic_path(weights_path) as temporary:
+        model.save_weights(str(temporary))
+    return model
+
+
+class Standardizer:
+    """Median-imputes and standardises with training statistics; clips outliers (MLP input)."""
+
+    def __init__(self, features: np.ndarray):
+        self.median = np.nan_to_num(np.nanmedian(features, axis=0))
+        filled = np.where(np.isnan(features), self.median, features)
+        self.mean = filled.mean(axis=0)
+        self.scale = filled.std(axis=0) + 1e-6
+
+    def __call__(self, features: np.ndarray) -> np.ndarray:
+        filled = np.where(np.isnan(features), self.median, features)
+        return np.clip((filled - self.mean) / self.scale, -5, 5).astype(np.float32)
+
+    def as_dict(self) -> dict:
+        return {key: getattr(self, key).tolist() for key in ("median", "mean", "scale")}
+
+
+# ----------------------------------------------------------------------------- one stacker
+
+def run_stacker(name: str, force: bool) -> None:
+    base, use_neighbors = parse_stacker(name)
+    settings = stacker_settings(base)
+    labels_table, classes = load_train_labels()
+    submission = load_submission_format(classes)
+    folds = load_folds(labels_table["filename"])
+    models = level1_models()
+    if not models:
+        raise SystemExit("r50: no level-1 predictions: run r31 and r40 first")
+    level1_stamps = {m: [(read_json(level1_dir() / f"{m}_{s}.json") or {}).get("stamp")
+                         for s in ("oof", "test")] for m in models}
+    neighbor_stamp = read_json(predictions_dir() / "neighbors_oof.json") if use_neighbors else None
+    folds_text = (metadata_dir() / "folds.csv").read_bytes()
+    config = {"stacker": name, "base": base, "use_neighbors": use_neighbors,
+              "settings": settings, "level1": level1_stamps, "neighbors": neighbor_stamp,
+              "folds_hash": hashlib.sha1(folds_text).hexdigest()[:8]}
+    stamp = config_hash(config)
+    oof_path, test_path = level2_dir() / f"{name}_oof.csv", level2_dir() / f"{name}_test.csv"
+    if up_to_date([oof_path, test_path], force) and \
+            (read_json(oof_path.with_suffix(".json")) or {}).get("stamp") == stamp:
+        logger.info("r50 %s: up to date", name)
+        return
+    set_seeds(STACKER_SEED)
+    train_table = build_feature_table("train", labels_table["filename"], classes, models,
+                                      use_neighbors)
+    test_table = build_feature_table("test", submission["filename"], classes, models,
+                                     use_neighbors)
+    feature_names = train_table.names
+    labels = labels_table[classes].to_numpy(np.float32)
+    fold_of_row = folds["fold"].to_numpy()
+    sequences = folds["sequence"].astype(str).to_numpy() if "sequence" in folds.columns \
+        else labels_table["filename"].to_numpy()
+    folder = models_dir("level2") / name
+    oof = np.full(labels.shape, np.nan)
+    test_predictions, importance, scores = [], np.zeros(len(feature_names)), []
+    test_rows = np.arange(len(submission))
+    fold_numbers = sorted(int(k) for k in np.unique(fold_of_row))
+    for fold in progress(fold_numbers, desc=f"r50 {name} folds", unit="fold"):
+        train_rows = np.flatnonzero(fold_of_row != fold)
+        validation_rows = np.flatnonzero(fold_of_row == fold)
+        fit_local, stop_local = inner_split(sequences[train_rows],
+                                            settings["inner_validation_fraction"],
+                                            STACKER_SEED + fold)
+        prior = prior_probabilities(labels[train_rows])
+        if base == "lgbm":
+            fitted = fit_lightgbm(train_table, train_rows, labels[train_rows], fit_local,
+                                  stop_local, settings, prior, classes)
+            write_json(fitted, folder / f"fold{fold}.lightgbm.json")
+
+            def predict(table, rows, fitted=fitted):
+                return predict_lightgbm(fitted, table, rows)
+            importance += importance_lightgbm(fitted, len(feature_names))
+        elif base == "xgb":
+            fitted = fit_xgboost(train_table, train_rows, labels[train_rows], fit_local,
+                                 stop_local, settings)
+            with atomic_path(folder / f"fold{fold}.xgboost.json") as temporary:
+                fitted.save_model(str(temporary))  # the temp name keeps the .json ending
+
+            def predict(table, rows, fitted=fitted):
+                return predict_xgboost(fitted, table, rows)
+            gains = fitted.get_booster().get_score(importance_type="total_gain")
+            importance += np.array([gains.get(f"f{i}", 0.0) for i in range(len(feature_names))])
+        else:
+            standardize = Standardizer(train_table.matrix()[train_rows])
+            write_json(standardize.as_dict(), folder / f"fold{fold}.standardizer.json")
+            fitted = fit_mlp(standardize(train_table.matrix()[train_rows]),
+                             train_table.base_logits[train_rows].astype(np.float32),
+                             labels[train_rows], fit_local, stop_local, settings,
+                             folder / f"fold{fold}.weights.h5")
+
+            def predict(table, rows, fitted=fitted, standardize=standardize):
+                inputs = {"features": standardize(table.matrix()[rows]),
+                          "base_logits": table.base_logits[rows].astype(np.float32)}
+                return np.asarray(fitted.predict(inputs, batch_size=1024, verbose=0),
+                                  np.float64)
+        oof[validation_rows] = predict(train_table, validation_rows)
+        if len(test_rows):
+            test_predictions.append(predict(test_table, test_rows))
+        scores.append({"stage": "r50_level2", "model": name, "fold": str(fold),
+                       "log_loss": mean_log_loss(labels[validation_rows], oof[validation_rows]),
+                       "rows": len(validation_rows), "config_hash": stamp})
+    if np.isnan(oof).any():
+        raise SystemExit(f"r50 {name}: some train videos got no prediction (folds changed?)")
+    oof = np.clip(oof, 0.0, 1.0)
+    test = np.clip(np.mean(test_predictions, axis=0), 0.0, 1.0) if test_predictions \
+        else np.zeros((0, len(classes)))
+    loss = mean_log_loss(labels, oof)
+    scores.append({"stage": "r50_level2", "model": name, "fold": "all", "log_loss": loss,
+                   "rows": len(labels), "config_hash": stamp})
+    importance_table = pd.DataFrame({"feature": feature_names,
+                                     "importance": importance / max(len(fold_numbers), 1)})
+    importance_table = importance_table.sort_values("importance", ascending=False)
+    write_csv(importance_table, folder / "importance.csv")
+    write_json({**config, "stamp": stamp, "features": len(feature_names),
+                "commit": git_commit()}, folder / "config.json")
+    write_csv(prediction_frame(labels_table["filename"], classes, oof), oof_path)
+    write_csv(prediction_frame(submission["filename"], classes, test), test_path)
+    write_json({"stamp": stamp, "log_loss": loss}, oof_path.with_suffix(".json"))
+    append_scores(scores)
+    logger.info("r50 %s: OOF log loss %.5f with %d features from %d level-1 model(s)%s -> %s",
+                name, loss, len(feature_names), len(models),
+                "" if use_neighbors else " (no neighbour features)", oof_path)
+
+
+def main() -> None:
+    args = parse_config(globals(), __doc__, extra_options={
+        "stacker": (None, "fit one stacker (default: every one in STACKERS)"),
+        "list_jobs": (False, "print the jobs a plain run would do (for run_all.py) and exit")})
+    names = [args.stacker or args.model] if (args.stacker or args.model) else list(STACKERS)
+    for name in names:
+        parse_stacker(name)
+    if args.list_jobs:
+        print_jobs([{"stacker": name, "gpu": parse_stacker(name)[0] == "mlp"} for name in names])
+        return
+    logger.info("r50: data folder %s", data_dir())
+    for name in names:
+        run_stacker(name, args.force)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,276 @@
+"""r60 — the final ensemble, the submission, the score table and the report.
+
+Reads   predictions/level2/<stacker>_{oof,test}.csv (r50) — or the level-1 tables when no
+        stacker ran — predictions/level1/*_oof.csv, metadata/folds.csv,
+        input/train_labels.csv, input/submission_format.csv,
+        demo_truth/test_labels.csv (only if present: the demo's hidden test labels)
+Writes  submissions/submission.csv     same rows, order and columns as submission_format.csv
+        predictions/ensemble_oof.csv   the ensemble's OOF with the same weights and clipping
+        predictions/ensemble_test.csv  the ensemble's test predictions (= the submission)
+        reports/ensemble.json          weights, clipping, nested-CV estimate
+        reports/summary.csv            the printed table: prior, every model, the ensemble
+        reports/scores.csv             + the ensemble's rows
+        reports/report.html            one self-contained page (a04_report)
+Cost    seconds.
+
+    python r60_ensemble.py
+    python r60_ensemble.py --weights_mode per_class --force
+
+Weights are non-negative and sum to one (per class as an option), fitted on the OOF tables
+by minimising the mean log loss of the weighted mean probability. "auto" fits global and
+per-class weights inside the folds (fit on K-1 folds, score the held-out fold) and keeps
+per-class weights only if that nested estimate is better, so per-class weights must earn
+their extra parameters. The probability clipping is chosen on the OOF, the same way.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from a00_common import (PROBABILITY_CLIP, append_scores, check_prediction_table, config_hash,
+                        data_dir, level1_dir, level2_dir, load_folds, load_submission_format,
+                        load_train_labels, logger, mean_log_loss, parse_config, prediction_frame,
+                        predictions_dir, prior_probabilities, read_json, reports_dir,
+                        submissions_dir, write_csv, write_json)
+
+ENSEMBLE_LEVEL = "level2"      # which tables are blended: "level2" (stackers) or "level1"
+WEIGHTS_MODE = "auto"          # "global", "per_class", or "auto" (per class only if it wins
+                               # in the nested folds)
+CLIP_CANDIDATES = (1e-15, 1e-6, 1e-5, 1e-4, 1e-3, 3e-3, 1e-2)   # chosen on OOF
+EXCLUDE_MODELS = ("*_no_neighbors",)   # ablations are scored but not blended
+REPORT = True                  # rebuild reports/report.html
+
+
+# ----------------------------------------------------------------------------- weights
+
+def _softmax(values: np.ndarray) -> np.ndarray:
+    shifted = np.exp(values - values.max())
+    return shifted / shifted.sum()
+
+
+def fit_weights(predictions: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Non-negative weights summing to one that minimise the log loss of the weighted mean.
+
+    `predictions` is (models, rows, classes). Optimised over a softmax parametrisation with
+    L-BFGS from equal weights; the loss is convex in the weights, so this is the optimum.
+    """
+    from scipy.optimize import minimize
+    count = predictions.shape[0]
+    if count == 1:
+        return np.ones(1)
+    clipped = np.clip(predictions, PROBABILITY_CLIP, 1 - PROBABILITY_CLIP)
+    labels = labels.astype(np.float64)
+
+    def loss_and_gradient(parameters):
+        weights = _softmax(parameters)
+        blend = np.clip(np.tensordot(weights, clipped, axes=1), PROBABILITY_CLIP,
+                        1 - PROBABILITY_CLIP)
+        loss = -np.mean(labels * np.log(blend) + (1 - labels) * np.log(1 - blend))
+        derivative = (-(labels / blend) + (1 - labels) / (1 - blend)) / labels.size
+        gradient_weights = np.array([np.sum(derivative * clipped[m]) for m in range(count)])
+        # chain rule through the softmax
+        gradient = weights * (gradient_weights - np.dot(weights, gradient_weights))
+        return loss, gradient
+
+    result = minimize(loss_and_gradient, np.zeros(count), jac=True, method="L-BFGS-B",
+                      options={"maxiter": 500, "gtol": 1e-10})
+    weights = _softmax(result.x)
+    weights[weights < 1e-6] = 0.0
+    return weights / weights.sum()
+
+
+def fit_class_weights(predictions: np.ndarray, labels: np.ndarray, per_class: bool) -> np.ndarray:
+    """(classes, models) weights: one row repeated, or one fit per class."""
+    classes = labels.shape[1]
+    if not per_class:
+        return np.tile(fit_weights(predictions, labels), (classes, 1))
+    return np.stack([fit_weights(predictions[:, :, [c]], labels[:, [c]]) for c in range(classes)])
+
+
+def blend(predictions: np.ndarray, class_weights: np.ndarray) -> np.ndarray:
+    """(models, rows, classes) × (classes, models) → (rows, classes)."""
+    return np.einsum("mrc,cm->rc", predictions, class_weights)
+
+
+def nested_estimate(predictions, labels, fold_of_row, per_class: bool) -> tuple:
+    """Out-of-fold predictions of the weighting itself: fit on K-1 folds, apply to the rest."""
+    output = np.zeros(labels.shape)
+    for fold in np.unique(fold_of_row):
+        inside, outside = fold_of_row != fold, fold_of_row == fold
+        weights = fit_class_weights(predictions[:, inside], labels[inside], per_class)
+        output[outside] = blend(predictions[:, outside], weights)
+    return mean_log_loss(labels, output), output
+
+
+def choose_clip(probabilities: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
+    losses = [mean_log_loss(labels, np.clip(probabilities, c, 1 - c)) for c in CLIP_CANDIDATES]
+    best = int(np.argmin(losses))
+    return float(CLIP_CANDIDATES[best]), float(losses[best])
+
+
+# ----------------------------------------------------------------------------- inputs
+
+def _excluded(name: str) -> bool:
+    import fnmatch
+    return any(fnmatch.fnmatch(name, pattern) for pattern in EXCLUDE_MODELS)
+
+
+def model_tables(folder) -> list[str]:
+    return sorted(p.name[:-len("_oof.csv")] for p in folder.glob("*_oof.csv")
+                  if (folder / p.name.replace("_oof.csv", "_test.csv")).exists())
+
+
+def read_predictions(folder, name, filenames, classes, suffix) -> np.ndarray:
+    path = folder / f"{name}_{suffix}.csv"
+    table = pd.read_csv(path, dtype={"filename": str}, keep_default_na=False, na_values=[""])
+    check_prediction_table(table, filenames, classes, str(path))
+    return table[classes].to_numpy(np.float64)
+
+
+def hidden_test_labels(filenames, classes) -> np.ndarray | None:
+    """The demo's hidden test labels (r00 writes them outside input/), when present."""
+    path = data_dir() / "demo_truth" / "test_labels.csv"
+    if not path.exists() or len(filenames) == 0:
+        return None
+    truth = pd.read_csv(path, dtype={"filename": str}, keep_default_na=False)
+    if set(filenames) - set(truth["filename"]) or not set(classes) <= set(truth.columns):
+        return None
+    return truth.set_index("filename").loc[list(filenames), classes].to_numpy(np.float64)
+
+
+def fold_prior_oof(labels: np.ndarray, fold_of_row: np.ndarray) -> np.ndarray:
+    """The class-prior baseline, out of fold: each fold gets the other folds' frequencies."""
+    output = np.zeros(labels.shape)
+    for fold in np.unique(fold_of_row):
+        inside = fold_of_row != fold
+        output[~inside] = prior_probabilities(labels[inside])
+    return output
+
+
+# ----------------------------------------------------------------------------- table
+
+def score_table(labels, test_labels, fold_of_row, classes, train_names, test_names) -> list:
+    """Rows of the summary: the prior baseline and every level-1 and level-2 model."""
+    rows = [{"level": "baseline", "model": "class prior",
+             "oof_log_loss": mean_log_loss(labels, fold_prior_oof(labels, fold_of_row)),
+             "test_log_loss": mean_log_loss(test_labels, np.tile(prior_probabilities(labels),
+                                                                 (len(test_labels), 1)))
+             if test_labels is not None else np.nan}]
+    for level, folder in (("level1", level1_dir()), ("level2", level2_dir())):
+        for name in model_tables(folder):
+            oof = read_predictions(folder, name, train_names, classes, "oof")
+            test = read_predictions(folder, name, test_names, classes, "test")
+            rows.append({"level": level, "model": name,
+                         "oof_log_loss": mean_log_loss(labels, oof),
+                         "test_log_loss": mean_log_loss(test_labels, test)
+                         if test_labels is not None else np.nan})
+    return rows
+
+
+def print_table(summary: pd.DataFrame) -> str:
+    has_test = summary["test_log_loss"].notna().any()
+    header = f"{'level':<10}{'model':<34}{'OOF log loss':>14}" + \
+        (f"{'test (hidden labels)':>22}" if has_test else "")
+    lines = [header, "-" * len(header)]
+    for row in summary.itertuples():
+        line = f"{row.level:<10}{row.model:<34}{row.oof_log_loss:>14.5f}"
+        if has_test:
+            line += f"{row.test_log_loss:>22.5f}" if np.isfinite(row.test_log_loss) else \
+                f"{'':>22}"
+        lines.append(line)
+    text = "\n".join(lines)
+    print(text, flush=True)
+    return text
+
+
+# ----------------------------------------------------------------------------- main
+
+def main() -> None:
+    args = parse_config(globals(), __doc__)
+    if WEIGHTS_MODE not in ("global", "per_class", "auto"):
+        raise SystemExit(f"--weights_mode must be global, per_class or auto, got {WEIGHTS_MODE!r}")
+    labels_table, classes = load_train_labels()
+    submission_format = load_submission_format(classes)
+    train_names, test_names = labels_table["filename"], submission_format["filename"]
+    folds = load_folds(train_names)
+    fold_of_row = folds["fold"].to_numpy()
+    labels = labels_table[classes].to_numpy(np.float64)
+
+    folder = level2_dir() if ENSEMBLE_LEVEL == "level2" else level1_dir()
+    members = [name for name in model_tables(folder) if not _excluded(name)]
+    if not members and ENSEMBLE_LEVEL == "level2":
+        logger.warning("r60: no level-2 predictions (r50 did not run): blending level-1 models")
+        folder = level1_dir()
+        members = [name for name in model_tables(folder) if not _excluded(name)]
+    if not members:
+        raise SystemExit("r60: no predictions to blend: run r31/r40 (and r50) first")
+    oof = np.stack([read_predictions(folder, name, train_names, classes, "oof")
+                    for name in members])
+    test = np.stack([read_predictions(folder, name, test_names, classes, "test")
+                     for name in members])
+
+    global_loss, global_nested = nested_estimate(oof, labels, fold_of_row, per_class=False)
+    per_class_loss, per_class_nested = nested_estimate(oof, labels, fold_of_row, per_class=True)
+    per_class = WEIGHTS_MODE == "per_class" or (WEIGHTS_MODE == "auto"
+                                                and per_class_loss < global_loss)
+    class_weights = fit_class_weights(oof, labels, per_class)
+    ensemble_oof = blend(oof, class_weights)
+    ensemble_test = blend(test, class_weights) if len(test_names) else \
+        np.zeros((0, len(classes)))
+    clip, clipped_loss = choose_clip(ensemble_oof, labels)
+    ensemble_oof = np.clip(ensemble_oof, clip, 1 - clip)
+    ensemble_test = np.clip(ensemble_test, clip, 1 - clip)
+    nested_oof = np.clip(per_class_nested if per_class else global_nested, clip, 1 - clip)
+    nested_loss = mean_log_loss(labels, nested_oof)
+
+    submission = prediction_frame(test_names, classes, ensemble_test)
+    check_prediction_table(submission, submission_format["filename"], classes, "submission")
+    submission_path = submissions_dir() / "submission.csv"
+    write_csv(submission, submission_path)
+    write_csv(prediction_frame(train_names, classes, ensemble_oof),
+              predictions_dir() / "ensemble_oof.csv")
+    write_csv(submission, predictions_dir() / "ensemble_test.csv")
+
+    test_labels = hidden_test_labels(list(test_names), classes)
+    rows = score_table(labels, test_labels, fold_of_row, classes, train_names, test_names)
+    rows.append({"level": "ensemble", "model": f"ensemble of {len(members)} {folder.name}",
+                 "oof_log_loss": mean_log_loss(labels, ensemble_oof),
+                 "test_log_loss": mean_log_loss(test_labels, ensemble_test)
+                 if test_labels is not None else np.nan})
+    rows.append({"level": "ensemble", "model": "ensemble, nested-CV estimate",
+                 "oof_log_loss": nested_loss, "test_log_loss": np.nan})
+    summary = pd.DataFrame(rows)
+    write_csv(summary, reports_dir() / "summary.csv")
+    settings = {key: value for key, value in args.config.items()}
+    weights_table = pd.DataFrame(class_weights, index=classes, columns=members)
+    ensemble_info = {
+        "members": members, "level": folder.name, "per_class": bool(per_class),
+        "weights": ({c: dict(zip(members, w)) for c, w in zip(classes, class_weights.tolist())}
+                    if per_class else dict(zip(members, class_weights[0].tolist()))),
+        "clip": clip, "oof_log_loss": clipped_loss, "nested_oof_log_loss": nested_loss,
+        "nested_global_log_loss": global_loss, "nested_per_class_log_loss": per_class_loss,
+        "settings": settings}
+    write_json(ensemble_info, reports_dir() / "ensemble.json")
+    stamp = config_hash({"members": members, "settings": settings})
+    append_scores([
+        {"stage": "r60_ensemble", "model": "ensemble", "fold": "all",
+         "log_loss": mean_log_loss(labels, ensemble_oof), "rows": len(labels),
+         "config_hash": stamp},
+        {"stage": "r60_ensemble", "model": "ensemble_nested", "fold": "all",
+         "log_loss": nested_loss, "rows": len(labels), "config_hash": stamp}])
+
+    weights_text = ", ".join(f"{m} {w:.2f}" for m, w in zip(members, class_weights.mean(0)))
+    print(f"\nensemble weights ({'per class, mean shown' if per_class else 'global'}): "
+          f"{weights_text}; clip {clip:g}", flush=True)
+    print_table(summary)
+    if REPORT:
+        from a04_report import build_report
+        report_path = build_report(summary, ensemble_info, weights_table)
+        print(f"report: {report_path}", flush=True)
+    print(f"submission: {submission_path} ({len(submission)} rows)", flush=True)
+    logger.info("r60: ensemble OOF log loss %.5f (nested estimate %.5f) -> %s",
+                mean_log_loss(labels, ensemble_oof), nested_loss, submission_path)
+
+
+if __name__ == "__main__":
+    main()
