@@ -17,7 +17,7 @@ help:
 	@echo "make run DATA=dir  run the chain on a data folder in the contract layout"
 	@echo "make test          run the test suite"
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt
+$(VENV)/.installed: requirements.txt requirements-dev.txt requirements-ray.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements-dev.txt

@@ -115,7 +115,11 @@ def parse_config(namespace: dict, doc: str | None, argv: list[str] | None = None
     parser.add_argument("--workers", type=int, default=1, help="parallel worker processes")
     parser.add_argument("--data", default=None,
                         help="data folder (default: $TRAPSTACK_DATA or data/demo)")
-    for name, (default, help_text) in (extra_options or {}).items():
+    for name, option in (extra_options or {}).items():
+        if isinstance(option, dict):  # full add_argument keywords
+            parser.add_argument(f"--{name}", **option)
+            continue
+        default, help_text = option
         if default is False:  # a flag
             parser.add_argument(f"--{name}", action="store_true", help=help_text)
         else:
@@ -638,3 +642,12 @@ def parse_part(text: str | None) -> tuple[int, int]:
 def print_jobs(jobs: list[dict]) -> None:
     """`--list_jobs`: the jobs a script would run, as one JSON line for run_all.py."""
     print("JOBS " + json.dumps(jobs, default=str), flush=True)
+
+
+def default_threads() -> int:
+    """Threads a GBM job may use: TRAPSTACK_THREADS (run_all.py sets it to cores / workers,
+    so parallel jobs do not oversubscribe the cores), else every core."""
+    text = os.environ.get("TRAPSTACK_THREADS", "")
+    if text.isdigit() and int(text) > 0:
+        return int(text)
+    return os.cpu_count() or 1

@@ -35,7 +35,8 @@ import hashlib
 import numpy as np
 import pandas as pd
 
-from a00_common import (SEED, append_scores, atomic_path, config_hash, data_dir, git_commit, level1_dir,
+from a00_common import (SEED, append_scores, atomic_path, config_hash, data_dir, default_threads,
+                        git_commit, level1_dir,
                         level2_dir, load_folds, load_submission_format, load_train_labels, logger,
                         mean_log_loss, metadata_dir, models_dir, parse_config, prediction_frame,
                         predictions_dir, print_jobs, prior_probabilities, progress, read_json,
@@ -59,7 +60,8 @@ XGB_MAX_DEPTH = 3
 XGB_COLSAMPLE = 0.3
 # --- GBMs
 EARLY_STOPPING_ROUNDS = 50
-THREADS = 2                         # per job; run_all.py --workers N runs N jobs at once
+THREADS = 0                         # per job; 0 = TRAPSTACK_THREADS (run_all.py: cores/workers)
+                                    # or every core
 # --- MLP
 MLP_HIDDEN_UNITS = 256
 MLP_DROPOUT = 0.3
@@ -90,11 +92,11 @@ def stacker_settings(base: str) -> dict:
         return {**common, "rounds": LGBM_ROUNDS, "learning_rate": LGBM_LEARNING_RATE,
                 "num_leaves": LGBM_NUM_LEAVES, "min_child_samples": LGBM_MIN_CHILD_SAMPLES,
                 "feature_fraction": LGBM_FEATURE_FRACTION, "lambda_l2": LGBM_LAMBDA_L2,
-                "early_stopping_rounds": EARLY_STOPPING_ROUNDS, "threads": THREADS}
+                "early_stopping_rounds": EARLY_STOPPING_ROUNDS}
     if base == "xgb":
         return {**common, "rounds": XGB_ROUNDS, "learning_rate": XGB_LEARNING_RATE,
                 "max_depth": XGB_MAX_DEPTH, "colsample": XGB_COLSAMPLE,
-                "early_stopping_rounds": EARLY_STOPPING_ROUNDS, "threads": THREADS}
+                "early_stopping_rounds": EARLY_STOPPING_ROUNDS}
     return {**common, "hidden_units": MLP_HIDDEN_UNITS, "dropout": MLP_DROPOUT,
             "epochs": MLP_EPOCHS, "patience": MLP_PATIENCE, "learning_rate": MLP_LEARNING_RATE,
             "weight_decay": MLP_WEIGHT_DECAY, "batch_size": MLP_BATCH_SIZE}
@@ -373,6 +375,8 @@ def run_stacker(name: str, force: bool) -> None:
         logger.info("r50 %s: up to date", name)
         return
     set_seeds(STACKER_SEED)
+    # threads change speed, not results, so they stay out of the stamp
+    settings = {**settings, "threads": THREADS or default_threads()}
     train_table = build_feature_table("train", labels_table["filename"], classes, models,
                                       use_neighbors)
     test_table = build_feature_table("test", submission["filename"], classes, models,

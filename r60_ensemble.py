@@ -31,7 +31,7 @@ from a00_common import (PROBABILITY_CLIP, append_scores, check_prediction_table,
                         data_dir, level1_dir, level2_dir, load_folds, load_submission_format,
                         load_train_labels, logger, mean_log_loss, parse_config, prediction_frame,
                         predictions_dir, prior_probabilities, read_json, reports_dir,
-                        submissions_dir, write_csv, write_json)
+                        submissions_dir, up_to_date, write_csv, write_json)
 
 ENSEMBLE_LEVEL = "level2"      # which tables are blended: "level2" (stackers) or "level1"
 WEIGHTS_MODE = "auto"          # "global", "per_class", or "auto" (per class only if it wins
@@ -127,6 +127,15 @@ def read_predictions(folder, name, filenames, classes, suffix) -> np.ndarray:
     return table[classes].to_numpy(np.float64)
 
 
+def file_digest(path) -> str:
+    import hashlib
+    digest = hashlib.sha1()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()[:12]
+
+
 def hidden_test_labels(filenames, classes) -> np.ndarray | None:
     """The demo's hidden test labels (r00 writes them outside input/), when present."""
     path = data_dir() / "demo_truth" / "test_labels.csv"
@@ -204,6 +213,18 @@ def main() -> None:
         members = [name for name in model_tables(folder) if not _excluded(name)]
     if not members:
         raise SystemExit("r60: no predictions to blend: run r31/r40 (and r50) first")
+    stamp = config_hash({"members": members, "settings": args.config,
+                         "inputs": [file_digest(folder / f"{name}_{suffix}.csv")
+                                    for name in members for suffix in ("oof", "test")],
+                         "labels": file_digest(data_dir() / "input" / "train_labels.csv")})
+    outputs = [submissions_dir() / "submission.csv", predictions_dir() / "ensemble_oof.csv",
+               reports_dir() / "summary.csv", reports_dir() / "ensemble.json"]
+    if up_to_date(outputs, args.force) and \
+            (read_json(reports_dir() / "ensemble.json") or {}).get("stamp") == stamp:
+        logger.info("r60: up to date")
+        print_table(pd.read_csv(reports_dir() / "summary.csv"))
+        print(f"submission: {outputs[0]}", flush=True)
+        return
     oof = np.stack([read_predictions(folder, name, train_names, classes, "oof")
                     for name in members])
     test = np.stack([read_predictions(folder, name, test_names, classes, "test")
@@ -249,9 +270,7 @@ def main() -> None:
                     if per_class else dict(zip(members, class_weights[0].tolist()))),
         "clip": clip, "oof_log_loss": clipped_loss, "nested_oof_log_loss": nested_loss,
         "nested_global_log_loss": global_loss, "nested_per_class_log_loss": per_class_loss,
-        "settings": settings}
-    write_json(ensemble_info, reports_dir() / "ensemble.json")
-    stamp = config_hash({"members": members, "settings": settings})
+        "settings": settings, "stamp": stamp}
     append_scores([
         {"stage": "r60_ensemble", "model": "ensemble", "fold": "all",
          "log_loss": mean_log_loss(labels, ensemble_oof), "rows": len(labels),
@@ -267,6 +286,8 @@ def main() -> None:
         from a04_report import build_report
         report_path = build_report(summary, ensemble_info, weights_table)
         print(f"report: {report_path}", flush=True)
+    # written last: its stamp marks the whole step as done
+    write_json(ensemble_info, reports_dir() / "ensemble.json")
     print(f"submission: {submission_path} ({len(submission)} rows)", flush=True)
     logger.info("r60: ensemble OOF log loss %.5f (nested estimate %.5f) -> %s",
                 mean_log_loss(labels, ensemble_oof), nested_loss, submission_path)
