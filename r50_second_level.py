@@ -443,10 +443,11 @@ def run_stacker(name: str, force: bool) -> None:
     loss = mean_log_loss(labels, oof)
     scores.append({"stage": "r50_level2", "model": name, "fold": "all", "log_loss": loss,
                    "rows": len(labels), "config_hash": stamp})
-    importance_table = pd.DataFrame({"feature": feature_names,
-                                     "importance": importance / max(len(fold_numbers), 1)})
-    importance_table = importance_table.sort_values("importance", ascending=False)
-    write_csv(importance_table, folder / "importance.csv")
+    if base != "mlp":  # the MLP has no cheap, honest importance; the report says so
+        importance_table = pd.DataFrame({"feature": feature_names,
+                                         "importance": importance / max(len(fold_numbers), 1)})
+        importance_table = importance_table.sort_values("importance", ascending=False)
+        write_csv(importance_table, folder / "importance.csv")
     write_json({**config, "stamp": stamp, "features": len(feature_names),
                 "commit": git_commit()}, folder / "config.json")
     write_csv(prediction_frame(labels_table["filename"], classes, oof), oof_path)

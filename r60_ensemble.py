@@ -218,7 +218,8 @@ def main() -> None:
                                     for name in members for suffix in ("oof", "test")],
                          "labels": file_digest(data_dir() / "input" / "train_labels.csv")})
     outputs = [submissions_dir() / "submission.csv", predictions_dir() / "ensemble_oof.csv",
-               reports_dir() / "summary.csv", reports_dir() / "ensemble.json"]
+               reports_dir() / "summary.csv", reports_dir() / "ensemble.json"] + \
+        ([reports_dir() / "report.html"] if REPORT else [])
     if up_to_date(outputs, args.force) and \
             (read_json(reports_dir() / "ensemble.json") or {}).get("stamp") == stamp:
         logger.info("r60: up to date")

@@ -1,0 +1,1024 @@
+"""Report room: one self-contained HTML page that sums up a run (reports/report.html).
+
+    from a04_report import build_report
+    path = build_report(summary, ensemble_info, weights_table)   # r60 calls this
+
+The page opens offline in any browser: figures are PNGs from matplotlib (Agg) inlined as
+base64, the CSS is inline, and there is no JavaScript and no external address. Besides the
+three arguments it reads what earlier stages left in the data folder (labels, OOF tables,
+stacker importances, model configs, scores, failures, metadata). Every optional input may be
+missing: its section then says so. A section that fails for another reason shows the error
+and logs a warning, so a report problem never costs the run that produced the submission.
+"""
+from __future__ import annotations
+
+import base64
+import datetime
+import html
+import io
+import json
+import math
+import struct
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from a00_common import (atomic_path, cache_dir, data_dir, git_commit, level1_dir, level2_dir,
+                        load_folds, load_train_labels, logger, metadata_dir,
+                        models_dir, per_class_log_loss, predictions_dir, prior_probabilities,
+                        reports_dir)
+
+TOP_FEATURES = 20              # bars per stacker in the importance chart
+RELIABILITY_CLASSES = 6        # calibration curves for this many most frequent classes
+RELIABILITY_BINS = 8           # quantile bins per calibration curve
+MIN_POSITIVES_FOR_CURVE = 2    # a curve of a class with fewer positives says nothing
+BLANK_CLASS = "blank"
+BLANK_THRESHOLD = 0.5
+FAILURE_ROWS = 20              # rows of cache/failures.csv shown
+FIGURE_DPI = 150               # PNG resolution; pages show figures at 100 px per inch
+DISPLAY_PIXELS_PER_INCH = 100
+
+LEVEL_COLOURS = {"baseline": "#9d9d9d", "level1": "#4c78a8", "level2": "#f58518",
+                 "ensemble": "#54a24b"}
+LEVEL_NAMES = {"baseline": "baseline", "level1": "level 1", "level2": "level 2 (stackers)",
+               "ensemble": "ensemble"}
+GROUP_COLOURS = ("#4c78a8", "#f58518", "#54a24b", "#e45756", "#72b7b2", "#b279a2",
+                 "#ff9da6", "#9d755d", "#bab0ac", "#eeca3b")
+SUMMARY_COLUMNS = ("level", "model", "oof_log_loss", "test_log_loss")
+
+MATPLOTLIB_STYLE = {
+    "font.size": 9, "axes.titlesize": 10, "axes.labelsize": 9, "xtick.labelsize": 8,
+    "ytick.labelsize": 8, "legend.fontsize": 8, "axes.spines.top": False,
+    "axes.spines.right": False, "axes.edgecolor": "#888888", "axes.grid": True,
+    "grid.color": "#e6e6e6", "grid.linewidth": 0.6, "axes.axisbelow": True,
+    "figure.facecolor": "white", "savefig.facecolor": "white",
+}
+
+PAGE_CSS = """
+*{box-sizing:border-box}
+body{margin:0;background:#f4f5f7;color:#1f2328;font:14px/1.5 -apple-system,"Segoe UI",
+ Roboto,"Helvetica Neue",Arial,sans-serif}
+header{background:#1f3a5f;color:#fff;padding:22px 0 18px}
+header h1{margin:0;font-size:24px;font-weight:600;letter-spacing:.2px}
+header .meta{margin-top:4px;color:#c9d6e8;font-size:13px}
+.page{max-width:1120px;margin:0 auto;padding:0 24px}
+nav{margin-top:12px;font-size:13px;display:flex;flex-wrap:wrap;gap:2px 16px}
+nav a{color:#dbe7f6;text-decoration:none;white-space:nowrap}
+nav a:hover{text-decoration:underline}
+section{background:#fff;border:1px solid #dfe3e8;border-radius:8px;margin:18px 0;
+ padding:18px 22px}
+h2{margin:0 0 12px;font-size:18px;font-weight:600;color:#1f3a5f}
+h3{margin:16px 0 6px;font-size:14px;font-weight:600}
+p{margin:6px 0}
+.note{color:#57606a;font-size:13px}
+.missing{color:#8a5300;background:#fff8e6;border:1px solid #f0dca8;border-radius:6px;
+ padding:8px 12px;font-size:13px}
+.error{color:#8c1c13;background:#fdecea;border:1px solid #f3b9b3;border-radius:6px;
+ padding:8px 12px;font-size:13px}
+.cards{display:grid;grid-template-columns:repeat(auto-fit,minmax(190px,1fr));gap:12px}
+.card{border:1px solid #dfe3e8;border-radius:8px;padding:12px 14px;background:#fbfcfd;
+ border-top:4px solid #9d9d9d}
+.card .label{font-size:12px;color:#57606a;text-transform:uppercase;letter-spacing:.4px}
+.card .value{font-size:26px;font-weight:600;font-variant-numeric:tabular-nums;margin:2px 0}
+.card .detail{font-size:12px;color:#57606a;overflow-wrap:anywhere}
+.card.level1{border-top-color:#4c78a8}.card.level2{border-top-color:#f58518}
+.card.ensemble{border-top-color:#54a24b}
+table{border-collapse:collapse;font-size:13px;margin:6px 0 4px}
+th,td{padding:4px 10px;border-bottom:1px solid #e6e8eb;text-align:left;vertical-align:top}
+th{background:#f6f8fa;font-weight:600;border-bottom:1px solid #d0d7de}
+td.number,th.number{text-align:right;font-variant-numeric:tabular-nums}
+tr.muted td{color:#8b949e}
+tr.total td{font-weight:600;border-top:2px solid #d0d7de}
+.badge{display:inline-block;font-size:11px;padding:0 6px;border-radius:9px;margin-left:6px;
+ background:#eef1f4;color:#57606a;border:1px solid #d0d7de}
+.bar{display:inline-block;height:9px;border-radius:2px;vertical-align:middle;
+ background:#54a24b}
+.bar.worse{background:#e45756}
+.bar-cell{min-width:130px;white-space:nowrap}
+.scroll{overflow-x:auto}
+.swatch{display:inline-block;width:10px;height:10px;border-radius:2px;margin-right:5px;
+ vertical-align:baseline}
+img.figure{max-width:100%;height:auto;display:block;margin:8px 0}
+pre{background:#f6f8fa;border:1px solid #e6e8eb;border-radius:6px;padding:10px 12px;
+ font-size:12px;line-height:1.4;white-space:pre-wrap;overflow-wrap:anywhere;margin:4px 0 10px}
+details{margin:6px 0}
+summary{cursor:pointer;font-weight:600;color:#1f3a5f}
+.confusion td,.confusion th{text-align:center;min-width:110px}
+.confusion td.hit{background:#e9f5e6}
+.confusion td.miss{background:#fbeceb}
+.two-columns{display:grid;grid-template-columns:repeat(auto-fit,minmax(320px,1fr));gap:18px}
+.two-columns>div{min-width:0}
+table.per-class td{white-space:nowrap}
+footer{color:#57606a;font-size:12px;padding:4px 0 30px}
+"""
+
+
+# ----------------------------------------------------------------------------- entry point
+
+def build_report(summary: pd.DataFrame, ensemble_info: dict | None,
+                 weights_table: pd.DataFrame | None) -> Path:
+    """Writes reports/report.html (atomically) and returns its path.
+
+    `summary`: columns level, model, oof_log_loss, test_log_loss (NaN without hidden test
+    labels). `ensemble_info`: the dict r60 writes to reports/ensemble.json. `weights_table`:
+    index = classes, columns = ensemble members.
+    """
+    if not isinstance(summary, pd.DataFrame):
+        raise ValueError(f"build_report: summary must be a DataFrame, got {type(summary).__name__}")
+    missing_columns = [c for c in SUMMARY_COLUMNS if c not in summary.columns]
+    if missing_columns:
+        raise ValueError(f"build_report: summary lacks column(s) {missing_columns}; expected "
+                         f"{list(SUMMARY_COLUMNS)}")
+    summary = summary.copy()
+    summary["oof_log_loss"] = pd.to_numeric(summary["oof_log_loss"], errors="coerce")
+    summary["test_log_loss"] = pd.to_numeric(summary["test_log_loss"], errors="coerce")
+    ensemble_info = dict(ensemble_info or {})
+    inputs = ReportInputs.load()
+    built_at = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
+    commit = git_commit()
+
+    import matplotlib
+    with matplotlib.rc_context(MATPLOTLIB_STYLE):
+        sections = [
+            ("headline", "Headline numbers", lambda: headline_section(summary, inputs)),
+            ("models", "Model comparison", lambda: model_comparison_section(summary)),
+            ("classes", "Per-class losses", lambda: per_class_section(summary, inputs)),
+            ("calibration", "Calibration of the ensemble",
+             lambda: calibration_section(inputs)),
+            ("blank", "Blank vs animal", lambda: blank_section(inputs)),
+            ("importance", "Stacker feature importances",
+             lambda: importance_section(ensemble_info)),
+            ("weights", "Ensemble weights and clipping",
+             lambda: weights_section(ensemble_info, weights_table)),
+            ("folds", "Scores by fold", fold_scores_section),
+            ("data", "Data set", lambda: data_set_section(inputs)),
+            ("failures", "Failures", failures_section),
+            ("settings", "Run settings", lambda: settings_section(ensemble_info)),
+        ]
+        rendered = [(anchor, title, _safe_section(title, builder))
+                    for anchor, title, builder in sections]
+
+    page = render_page(rendered, built_at, commit)
+    path = reports_dir() / "report.html"
+    with atomic_path(path) as temporary:
+        temporary.write_text(page, encoding="utf-8")
+    return path
+
+
+def _safe_section(title: str, builder) -> str:
+    try:
+        return builder()
+    except Exception as error:  # noqa: BLE001 - one broken section must not lose the page
+        logger.warning("report: section %r could not be built: %s: %s", title,
+                       type(error).__name__, error)
+        return _error(f"This section could not be built: {type(error).__name__}: {error}")
+
+
+def render_page(sections: list[tuple[str, str, str]], built_at: str, commit: str) -> str:
+    navigation = "".join(f'<a href="#{anchor}">{_text(title)}</a>'
+                         for anchor, title, _ in sections)
+    body = "\n".join(f'<section id="{anchor}">\n<h2>{_text(title)}</h2>\n{content}\n</section>'
+                     for anchor, title, content in sections)
+    stamp = f"commit {_text(commit)} · built {_text(built_at)} · data {_text(str(data_dir()))}"
+    return f"""<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>trapstack report</title>
+<style>{PAGE_CSS}</style>
+</head>
+<body>
+<header><div class="page">
+<h1>trapstack report</h1>
+<div class="meta">{stamp}</div>
+<nav>{navigation}</nav>
+</div></header>
+<main class="page">
+{body}
+</main>
+<footer class="page">Written by a04_report.py (called from r60_ensemble.py) · {stamp}</footer>
+</body>
+</html>
+"""
+
+
+# ----------------------------------------------------------------------------- inputs
+
+class ReportInputs:
+    """Labels and OOF tables, read once and aligned on the labels' rows.
+
+    Anything that cannot be read leaves its attribute None and a one-line reason in
+    `problems`, which the sections that need it show instead of their content.
+    """
+
+    def __init__(self):
+        self.labels_table: pd.DataFrame | None = None
+        self.classes: list[str] = []
+        self.labels: np.ndarray | None = None
+        self.ensemble_oof: np.ndarray | None = None
+        self.model_oof: dict[tuple[str, str], np.ndarray] = {}
+        self.metadata: pd.DataFrame | None = None
+        self.problems: dict[str, str] = {}
+
+    @classmethod
+    def load(cls) -> "ReportInputs":
+        inputs = cls()
+        try:
+            inputs.labels_table, inputs.classes = load_train_labels()
+            inputs.labels = inputs.labels_table[inputs.classes].to_numpy(np.float64)
+        except (OSError, ValueError) as error:
+            inputs.problems["labels"] = f"input/train_labels.csv is unusable: {error}"
+            return inputs
+        path = predictions_dir() / "ensemble_oof.csv"
+        inputs.ensemble_oof, problem = inputs.read_oof(path)
+        if problem:
+            inputs.problems["ensemble"] = problem
+        for level, folder in (("level1", level1_dir()), ("level2", level2_dir())):
+            for oof_path in sorted(folder.glob("*_oof.csv")) if folder.is_dir() else []:
+                values, problem = inputs.read_oof(oof_path)
+                if values is None:
+                    logger.warning("report: %s", problem)
+                    continue
+                inputs.model_oof[(level, oof_path.name[:-len("_oof.csv")])] = values
+        metadata_path = metadata_dir() / "metadata.csv"
+        if metadata_path.exists():
+            try:
+                inputs.metadata = pd.read_csv(metadata_path, dtype={"filename": str})
+            except (OSError, ValueError) as error:
+                inputs.problems["metadata"] = f"{_relative(metadata_path)} is unreadable: {error}"
+        else:
+            inputs.problems["metadata"] = (f"{_relative(metadata_path)} is missing "
+                                           f"(r11_get_metadata_table.py writes it)")
+        return inputs
+
+    def read_oof(self, path: Path) -> tuple[np.ndarray | None, str]:
+        """An OOF table as an array in the labels' row order, or (None, why not)."""
+        if not path.exists():
+            return None, f"{_relative(path)} is missing"
+        try:
+            table = pd.read_csv(path, dtype={"filename": str}, keep_default_na=False,
+                                na_values=[""])
+        except (OSError, ValueError) as error:
+            return None, f"{_relative(path)} is unreadable: {error}"
+        absent = [c for c in ["filename"] + self.classes if c not in table.columns]
+        if absent:
+            return None, f"{_relative(path)} lacks column(s) {absent[:3]}"
+        table = table.drop_duplicates("filename").set_index("filename")
+        names = self.labels_table["filename"]
+        missing = int((~names.isin(table.index)).sum())
+        if missing:
+            return None, f"{_relative(path)} has no row for {missing} train video(s)"
+        values = table.loc[names, self.classes].to_numpy(np.float64)
+        if not np.isfinite(values).all():
+            return None, f"{_relative(path)} holds NaN or infinite probabilities"
+        return values, ""
+
+
+# ----------------------------------------------------------------------------- sections
+
+def headline_section(summary: pd.DataFrame, inputs: ReportInputs) -> str:
+    has_test = summary["test_log_loss"].notna().any()
+    prior = _rows(summary, "baseline")
+    prior_oof = float(prior["oof_log_loss"].iloc[0]) if len(prior) else float("nan")
+    cards = []
+
+    def card(kind: str, label: str, row: pd.Series | None, detail: str = "") -> None:
+        if row is None:
+            cards.append(f'<div class="card {kind}"><div class="label">{_text(label)}</div>'
+                         f'<div class="value">–</div><div class="detail">none in this run'
+                         f'</div></div>')
+            return
+        lines = [detail] if detail else []
+        if np.isfinite(row["test_log_loss"]):
+            lines.append(f"test (hidden labels): {row['test_log_loss']:.4f}")
+        if kind != "baseline" and np.isfinite(prior_oof) and prior_oof > 0:
+            change = (row["oof_log_loss"] - prior_oof) / prior_oof
+            lines.append(f"{change:+.0%} vs prior")
+        cards.append(f'<div class="card {kind}"><div class="label">{_text(label)}</div>'
+                     f'<div class="value">{row["oof_log_loss"]:.4f}</div>'
+                     f'<div class="detail">{"<br>".join(_text(line) for line in lines)}'
+                     f'</div></div>')
+
+    card("baseline", "Class prior (OOF)", _best(prior), "predicts each class's frequency")
+    for level, label in (("level1", "Best level-1 (OOF)"), ("level2", "Best level-2 (OOF)")):
+        best = _best(_rows(summary, level))
+        card(level, label, best, best["model"] if best is not None else "")
+    ensemble_row, nested_row = _ensemble_rows(summary)
+    card("ensemble", "Ensemble (OOF)", ensemble_row,
+         f"nested-CV estimate {nested_row['oof_log_loss']:.4f}" if nested_row is not None
+         else "")
+    parts = [f'<div class="cards">{"".join(cards)}</div>']
+    facts = []
+    if inputs.labels is not None:
+        facts.append(f"{len(inputs.labels)} train videos, {len(inputs.classes)} classes")
+    if inputs.metadata is not None and "split" in inputs.metadata.columns:
+        facts.append(f"{int((inputs.metadata['split'] == 'test').sum())} test videos")
+    facts.append("Mean binary log loss over every (video, class) cell; lower is better. OOF = "
+                 "out-of-fold on the train videos.")
+    if not has_test:
+        facts.append("No hidden test labels in this data folder, so no test losses.")
+    parts.append(f'<p class="note">{_text(" · ".join(facts))}</p>')
+    return "\n".join(parts)
+
+
+def model_comparison_section(summary: pd.DataFrame) -> str:
+    rows = summary[summary["level"] != "baseline"].dropna(subset=["oof_log_loss"])
+    if rows.empty:
+        return _missing("The summary holds no model rows.")
+    rows = rows.sort_values("oof_log_loss", ascending=True)
+    prior = _rows(summary, "baseline")
+    prior_oof = float(prior["oof_log_loss"].iloc[0]) if len(prior) else float("nan")
+    has_test = rows["test_log_loss"].notna().any()
+
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+    figure = _new_figure(9.0, 0.42 * len(rows) + 1.3)
+    axis = figure.add_subplot()
+    positions = np.arange(len(rows))[::-1]
+    colours = [LEVEL_COLOURS.get(level, "#bab0ac") for level in rows["level"]]
+    axis.barh(positions, rows["oof_log_loss"], color=colours, height=0.68)
+    axis.set_yticks(positions, [_plain(name) for name in rows["model"]])
+    axis.grid(axis="y", visible=False)
+    reach = np.nanmax([rows["oof_log_loss"].max(), rows["test_log_loss"].max(), prior_oof])
+    for position, value in zip(positions, rows["oof_log_loss"]):
+        axis.text(value + reach * 0.01, position, f"{value:.4f}", va="center", fontsize=8)
+    handles = [Patch(color=LEVEL_COLOURS[level], label=LEVEL_NAMES[level])
+               for level in ("level1", "level2", "ensemble") if (rows["level"] == level).any()]
+    if np.isfinite(prior_oof):
+        axis.axvline(prior_oof, color="#444444", linestyle="--", linewidth=1)
+        handles.append(Line2D([], [], color="#444444", linestyle="--",
+                              label=f"class prior {prior_oof:.4f}"))
+    if has_test:
+        axis.scatter(rows["test_log_loss"], positions, marker="D", s=18, color="#222222",
+                     zorder=3)
+        handles.append(Line2D([], [], marker="D", linestyle="", color="#222222", markersize=4,
+                              label="test loss (hidden labels)"))
+    axis.set_xlim(0, reach * 1.14)
+    axis.set_xlabel("OOF mean log loss (lower is better)")
+    axis.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+    parts = [_figure_html(figure, "OOF log loss of every model")]
+
+    header = ["level", "model", "OOF log loss", "vs prior"] + (["test log loss"] if has_test
+                                                               else [])
+    body = []
+    for row in summary.itertuples():
+        change = (row.oof_log_loss - prior_oof) / prior_oof \
+            if row.level != "baseline" and np.isfinite(prior_oof) and prior_oof > 0 else None
+        cells = [_swatch(LEVEL_COLOURS.get(row.level, "#bab0ac")) + _text(row.level),
+                 _text(row.model), _number(row.oof_log_loss),
+                 f"{change:+.1%}" if change is not None and np.isfinite(change) else ""]
+        if has_test:
+            cells.append(_number(row.test_log_loss))
+        body.append(cells)
+    parts.append(_table(header, body, numeric={2, 3, 4}, escape=False))
+    return "\n".join(parts)
+
+
+def per_class_section(summary: pd.DataFrame, inputs: ReportInputs) -> str:
+    if inputs.labels is None:
+        return _missing(inputs.problems.get("labels", "No train labels."))
+    labels, classes = inputs.labels, inputs.classes
+    positives = labels.sum(axis=0).astype(int)
+    prior_oof, prior_note = _prior_oof(labels, inputs.labels_table["filename"])
+    prior_losses = per_class_log_loss(labels, prior_oof)
+    columns = [("prior", prior_losses)]
+    for level, title in (("level1", "best level-1"), ("level2", "best level-2")):
+        best = _best(_rows(summary, level))
+        if best is not None and (level, best["model"]) in inputs.model_oof:
+            oof = inputs.model_oof[(level, best["model"])]
+            columns.append((f"{title}: {best['model']}", per_class_log_loss(labels, oof)))
+    notes = [prior_note]
+    ensemble_losses = None
+    if inputs.ensemble_oof is not None:
+        ensemble_losses = per_class_log_loss(labels, inputs.ensemble_oof)
+        columns.append(("ensemble", ensemble_losses))
+    else:
+        notes.append(f"No ensemble column: {inputs.problems.get('ensemble', 'not available')}.")
+
+    header = ["class", "train positives", "share"] + [f"{name} OOF loss" for name, _ in columns]
+    numeric = set(range(1, len(header)))
+    if ensemble_losses is not None:
+        header.append("ensemble / prior")
+    # bars share one scale up to twice the prior's loss; worse ratios fill the cell
+    widest = min(2.0, max(1.0, float(np.nanmax(ensemble_losses / np.maximum(prior_losses,
+                                                                            1e-12))))) \
+        if ensemble_losses is not None else 1.0
+    body, row_classes = [], []
+    for index, name in enumerate(classes):
+        label = _text(name)
+        if positives[index] == 0:
+            label += '<span class="badge">no positives</span>'
+        cells = [label, str(positives[index]), f"{positives[index] / len(labels):.1%}"]
+        cells += [f"{losses[index]:.4f}" for _, losses in columns]
+        if ensemble_losses is not None:
+            ratio = ensemble_losses[index] / max(prior_losses[index], 1e-12)
+            cells.append(_ratio_bar(ratio, widest))
+        body.append(cells)
+        row_classes.append("muted" if positives[index] == 0 else "")
+    total = ["all classes (mean)", str(int(positives.sum())), ""]
+    total += [f"{float(np.mean(losses)):.4f}" for _, losses in columns]
+    if ensemble_losses is not None:
+        total.append(_ratio_bar(float(np.mean(ensemble_losses)) / max(float(np.mean(
+            prior_losses)), 1e-12), widest))
+    body.append(total)
+    row_classes.append("total")
+    absent = int((positives == 0).sum())
+    if absent:
+        notes.append(f"{absent} class(es) have no positive train video (marked); their loss is "
+                     f"the cost of predicting a small probability for every video.")
+    if ensemble_losses is not None:
+        notes.append("'ensemble / prior': the ensemble's loss as a share of the prior's; green "
+                     "bars are better than the prior, red bars worse.")
+    table = _table(header, body, numeric=numeric, row_classes=row_classes, escape=False,
+                   table_class="per-class")
+    return (f'<div class="scroll">{table}'
+            f'</div><p class="note">{_text(" ".join(notes))}</p>')
+
+
+def calibration_section(inputs: ReportInputs) -> str:
+    if inputs.labels is None:
+        return _missing(inputs.problems.get("labels", "No train labels."))
+    if inputs.ensemble_oof is None:
+        return _missing(f"No ensemble OOF predictions: {inputs.problems.get('ensemble')}.")
+    positives = inputs.labels.sum(axis=0)
+    order = [int(i) for i in np.argsort(-positives, kind="stable")
+             if positives[i] >= MIN_POSITIVES_FOR_CURVE][:RELIABILITY_CLASSES]
+    if not order:
+        return _missing(f"No class has {MIN_POSITIVES_FOR_CURVE} or more positives.")
+    columns = 3 if len(order) > 2 else len(order)
+    rows_of_plots = math.ceil(len(order) / columns)
+    figure = _new_figure(3.4 * columns, 3.25 * rows_of_plots)
+    for plot_index, class_index in enumerate(order):
+        axis = figure.add_subplot(rows_of_plots, columns, plot_index + 1)
+        predicted = inputs.ensemble_oof[:, class_index]
+        observed = inputs.labels[:, class_index]
+        bin_count = int(np.clip(positives[class_index] // 3, 3, RELIABILITY_BINS))
+        bins = reliability_bins(predicted, observed, bin_count)
+        upper = min(1.0, max(0.05, bins["mean_predicted"].max(), bins["upper"].max()) * 1.1)
+        # square-root axes: most probabilities of a rare class are tiny, and a linear axis
+        # would pile their bins on top of each other at the origin
+        for set_scale in (axis.set_xscale, axis.set_yscale):
+            set_scale("function", functions=(_square_root, np.square))
+        ticks = _square_root_ticks(upper)
+        axis.set_xticks(ticks, [f"{t:g}" for t in ticks])
+        axis.set_yticks(ticks, [f"{t:g}" for t in ticks])
+        axis.plot([0, upper], [0, upper], linestyle="--", color="#999999", linewidth=1)
+        axis.errorbar(bins["mean_predicted"], bins["observed"],
+                      yerr=[bins["observed"] - bins["lower"], bins["upper"] - bins["observed"]],
+                      color=LEVEL_COLOURS["ensemble"], marker="o", markersize=4, linewidth=1.3,
+                      elinewidth=0.8, capsize=2, clip_on=False)
+        # near-equal bins get their size once in the title: labels at every point would
+        # pile up where most probabilities are tiny
+        equal_bins = bins["count"].max() - bins["count"].min() <= 2
+        if not equal_bins:
+            for row in bins.itertuples():
+                axis.annotate(str(row.count), (row.mean_predicted, row.observed),
+                              textcoords="offset points", xytext=(4, -9), fontsize=6.5,
+                              color="#555555")
+        sizes = (f"{bins['count'].min()}" if bins["count"].min() == bins["count"].max()
+                 else f"{bins['count'].min()}–{bins['count'].max()}")
+        bin_text = (f"{len(bins)} bins of {sizes} videos" if equal_bins
+                    else f"{len(bins)} bins, videos per bin marked")
+        axis.set_xlim(0, upper)
+        axis.set_ylim(0, upper)
+        axis.set_aspect("equal")
+        axis.set_title(f"{_plain(inputs.classes[class_index])} ({int(positives[class_index])} "
+                       f"positives)\n{bin_text}", fontsize=9)
+        axis.set_xlabel("mean predicted probability")
+        if plot_index % columns == 0:
+            axis.set_ylabel("observed frequency")
+    figure.tight_layout()
+    return (_figure_html(figure, "Reliability curves of the ensemble OOF")
+            + f'<p class="note">The {len(order)} classes with most positives. Each point is a '
+              f'quantile bin of the OOF probabilities (bins of about equal size: one per three '
+              f'positives, between 3 and {RELIABILITY_BINS}; tied probabilities merge bins, '
+              f'whose sizes are then marked); the bar is a 95% Wilson interval of the observed '
+              f'frequency. Square-root axes. Points on the dashed diagonal are calibrated; '
+              f'below it the ensemble is over-confident.</p>')
+
+
+def reliability_bins(predicted: np.ndarray, observed: np.ndarray, bins: int) -> pd.DataFrame:
+    """Quantile bins: mean prediction, observed frequency with a Wilson interval, count."""
+    edges = np.unique(np.quantile(predicted, np.linspace(0, 1, bins + 1)))
+    bin_of_row = np.searchsorted(edges[1:-1], predicted, side="right")
+    rows = []
+    for index in np.unique(bin_of_row):
+        inside = bin_of_row == index
+        count = int(inside.sum())
+        frequency = float(observed[inside].mean())
+        lower, upper = wilson_interval(frequency, count)
+        rows.append({"mean_predicted": float(predicted[inside].mean()), "observed": frequency,
+                     "lower": lower, "upper": upper, "count": count})
+    return pd.DataFrame(rows)
+
+
+def _square_root(values):
+    return np.sqrt(np.clip(values, 0, None))
+
+
+def _square_root_ticks(upper: float) -> list[float]:
+    """Round ticks up to `upper`, thinned so that none crowd on the square-root axis."""
+    ticks, spacing = [], 0.13 * math.sqrt(upper)
+    for tick in (0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8, 1.0):
+        if tick <= upper and (not ticks or math.sqrt(tick) - math.sqrt(ticks[-1]) >= spacing):
+            ticks.append(tick)
+    return ticks
+
+
+def wilson_interval(frequency: float, count: int, z: float = 1.96) -> tuple[float, float]:
+    """95% interval of a binomial frequency that stays sensible for 0/n and n/n."""
+    if count == 0:
+        return 0.0, 1.0
+    denominator = 1 + z * z / count
+    centre = (frequency + z * z / (2 * count)) / denominator
+    half = z * math.sqrt(frequency * (1 - frequency) / count + z * z / (4 * count * count)) \
+        / denominator
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def blank_section(inputs: ReportInputs) -> str:
+    if inputs.labels is None:
+        return _missing(inputs.problems.get("labels", "No train labels."))
+    if BLANK_CLASS not in inputs.classes:
+        return _missing(f"The class list has no '{BLANK_CLASS}' column, so there is no "
+                        f"blank-vs-animal view.")
+    if inputs.ensemble_oof is None:
+        return _missing(f"No ensemble OOF predictions: {inputs.problems.get('ensemble')}.")
+    column = inputs.classes.index(BLANK_CLASS)
+    true_blank = inputs.labels[:, column] == 1
+    predicted_blank = inputs.ensemble_oof[:, column] >= BLANK_THRESHOLD
+    counts = {(truth, prediction): int(np.sum((true_blank == truth)
+                                              & (predicted_blank == prediction)))
+              for truth in (True, False) for prediction in (True, False)}
+    total = len(true_blank)
+    correct = counts[(True, True)] + counts[(False, False)]
+    blank_recall = counts[(True, True)] / max(int(true_blank.sum()), 1)
+    animal_recall = counts[(False, False)] / max(int((~true_blank).sum()), 1)
+    blank_precision = counts[(True, True)] / max(int(predicted_blank.sum()), 1)
+    table = f"""<table class="confusion">
+<tr><th></th><th>predicted blank</th><th>predicted animal</th><th>total</th></tr>
+<tr><th>true blank</th><td class="hit">{counts[(True, True)]}</td>
+<td class="miss">{counts[(True, False)]}</td><td>{int(true_blank.sum())}</td></tr>
+<tr><th>true animal</th><td class="miss">{counts[(False, True)]}</td>
+<td class="hit">{counts[(False, False)]}</td><td>{int((~true_blank).sum())}</td></tr>
+<tr><th>total</th><td>{int(predicted_blank.sum())}</td><td>{int((~predicted_blank).sum())}</td>
+<td>{total}</td></tr>
+</table>"""
+    return (table + f'<p class="note">Ensemble OOF probability of <b>{_text(BLANK_CLASS)}</b> at '
+            f'threshold {BLANK_THRESHOLD:g}. Accuracy {correct / max(total, 1):.1%} · blank '
+            f'recall {blank_recall:.1%} · blank precision {blank_precision:.1%} · animal '
+            f'recall {animal_recall:.1%}. "Animal" is any video not labelled blank (humans '
+            f'included).</p>')
+
+
+def importance_section(ensemble_info: dict) -> str:
+    folder = models_dir("level2")
+    stacker_folders = sorted(p for p in folder.iterdir() if p.is_dir()) \
+        if folder.is_dir() else []
+    if not stacker_folders:
+        return _missing(f"No stackers in {_relative(folder)} (r50_second_level.py writes them).")
+    members = set(ensemble_info.get("members", [])) \
+        if ensemble_info.get("level") == "level2" else set()
+    tables, notes = {}, []
+    for stacker_folder in stacker_folders:
+        path = stacker_folder / "importance.csv"
+        name = stacker_folder.name
+        if not path.exists():
+            notes.append(f"{name}: no importance.csv")
+            continue
+        try:
+            table = pd.read_csv(path, keep_default_na=False)
+        except (OSError, ValueError) as error:
+            notes.append(f"{name}: importance.csv is unreadable ({error})")
+            continue
+        if not {"feature", "importance"} <= set(table.columns):
+            notes.append(f"{name}: importance.csv lacks the feature/importance columns")
+            continue
+        table["importance"] = pd.to_numeric(table["importance"], errors="coerce").fillna(0.0)
+        total = float(table["importance"].clip(lower=0).sum())
+        if total <= 0:
+            notes.append(f"{name}: every importance is zero (this stacker records none)")
+            continue
+        table["share"] = table["importance"].clip(lower=0) / total
+        table["group"] = [_feature_group(feature) for feature in table["feature"].astype(str)]
+        tables[name] = table.sort_values("share", ascending=False)
+    parts = []
+    if tables:
+        groups = sorted({group for table in tables.values() for group in table["group"]})
+        colour_of = {group: GROUP_COLOURS[i % len(GROUP_COLOURS)] for i, group in enumerate(groups)}
+        parts.append(_importance_figure(tables, colour_of, members))
+        header = ["stacker"] + [f"{_swatch(colour_of[group])}{_text(group)}" for group in groups]
+        body = [[_text(name) + ('<span class="badge">in ensemble</span>' if name in members
+                                else "")]
+                + [f"{table.loc[table['group'] == group, 'share'].sum():.1%}" for group in groups]
+                for name, table in tables.items()]
+        parts.append("<h3>Share of importance by feature group</h3>")
+        parts.append(_table(header, body, numeric=set(range(1, len(header))), escape=False,
+                            header_escaped=True))
+        parts.append('<p class="note">Importance is each stacker\'s own measure (LightGBM '
+                     'gain, XGBoost total gain), shown as a share of its total so stackers '
+                     'compare. The group is the feature name\'s prefix before ":".</p>')
+    else:
+        parts.append(_missing("No stacker has usable feature importances."))
+    if notes:
+        parts.append(f'<p class="note">{_text("; ".join(notes))}.</p>')
+    return "\n".join(parts)
+
+
+def _importance_figure(tables: dict, colour_of: dict, members: set) -> str:
+    from matplotlib.patches import Patch
+    columns = min(2, len(tables))
+    rows_of_plots = math.ceil(len(tables) / columns)
+    longest = max(min(len(t), TOP_FEATURES) for t in tables.values())
+    figure = _new_figure(5.6 * columns, (0.2 * longest + 0.9) * rows_of_plots + 0.5)
+    for plot_index, (name, table) in enumerate(tables.items()):
+        axis = figure.add_subplot(rows_of_plots, columns, plot_index + 1)
+        top = table.head(TOP_FEATURES)
+        positions = np.arange(len(top))[::-1]
+        axis.barh(positions, top["share"] * 100, color=[colour_of[g] for g in top["group"]],
+                  height=0.72)
+        axis.set_yticks(positions, [_plain(_shorten(f, 34)) for f in top["feature"].astype(str)],
+                        fontsize=7)
+        axis.grid(axis="y", visible=False)
+        axis.set_xlabel("share of importance (%)")
+        axis.set_title(f"{_plain(name)}" + (" (in ensemble)" if name in members else ""))
+    figure.legend(handles=[Patch(color=colour, label=_plain(group))
+                           for group, colour in colour_of.items()],
+                  loc="lower center", ncols=min(len(colour_of), 6), frameon=False)
+    figure.tight_layout(rect=(0, 0.06 if rows_of_plots == 1 else 0.035, 1, 1))
+    return _figure_html(figure, "Top feature importances per stacker")
+
+
+def weights_section(ensemble_info: dict, weights_table: pd.DataFrame | None) -> str:
+    if not ensemble_info and (weights_table is None or weights_table.empty):
+        return _missing("No ensemble information was passed to the report.")
+    per_class = bool(ensemble_info.get("per_class", False))
+    facts = [
+        ("blended tables", ensemble_info.get("level", "unknown")),
+        ("members", ", ".join(map(str, ensemble_info.get("members", []))) or "unknown"),
+        ("weights", "one set per class" if per_class else "one global set"),
+        ("clipping chosen on OOF", _format_clip(ensemble_info.get("clip"))),
+        ("OOF log loss after clipping", _number(ensemble_info.get("oof_log_loss"))),
+        ("nested-CV estimate, global weights",
+         _number(ensemble_info.get("nested_global_log_loss"))),
+        ("nested-CV estimate, per-class weights",
+         _number(ensemble_info.get("nested_per_class_log_loss"))),
+        ("nested-CV estimate of the chosen ensemble",
+         _number(ensemble_info.get("nested_oof_log_loss"))),
+    ]
+    mode = (ensemble_info.get("settings") or {}).get("WEIGHTS_MODE")
+    if mode:
+        facts.insert(3, ("weights mode setting", mode))
+    parts = [_key_value_table(facts)]
+    if weights_table is None or weights_table.empty:
+        weights_table = _weights_from_info(ensemble_info)
+    if weights_table is None or weights_table.empty:
+        parts.append(_missing("No weights table."))
+        return "\n".join(parts)
+    weights_table = weights_table.astype(float)
+    varies = per_class and len(weights_table) > 1 and \
+        not np.allclose(weights_table.to_numpy(), weights_table.to_numpy()[0])
+    if varies:
+        parts.append('<div class="two-columns"><div>')
+        parts.append(_weights_heatmap(weights_table))
+        parts.append("</div><div><h3>Mean weight per member</h3>")
+        mean = weights_table.mean(axis=0)
+        parts.append(_table(["member", "mean weight over classes", "classes led"],
+                            [[_text(m), f"{mean[m]:.3f}",
+                              str(int((weights_table.idxmax(axis=1) == m).sum()))]
+                             for m in weights_table.columns], numeric={1, 2}, escape=False))
+        parts.append("</div></div>")
+    else:
+        row = weights_table.iloc[0]
+        parts.append("<h3>Weights (the same for every class)</h3>")
+        parts.append(_table(["member", "weight"], [[_text(m), f"{row[m]:.3f}"]
+                                                   for m in weights_table.columns],
+                            numeric={1}, escape=False))
+    return "\n".join(parts)
+
+
+def _weights_heatmap(weights_table: pd.DataFrame) -> str:
+    classes, members = list(weights_table.index), list(weights_table.columns)
+    figure = _new_figure(2.4 + 1.05 * len(members), 0.26 * len(classes) + 1.1)
+    axis = figure.add_subplot()
+    values = weights_table.to_numpy()
+    image = axis.imshow(values, cmap="Blues", vmin=0, vmax=1, aspect="auto")
+    axis.xaxis.tick_top()   # a tall table reads best with its column names on top
+    axis.set_xticks(range(len(members)), [_plain(m) for m in members], rotation=30, ha="left")
+    axis.set_yticks(range(len(classes)), [_plain(str(c)) for c in classes], fontsize=7.5)
+    axis.grid(False)
+    for row in range(values.shape[0]):
+        for column in range(values.shape[1]):
+            if values[row, column] >= 0.005:
+                axis.text(column, row, f"{values[row, column]:.2f}", ha="center", va="center",
+                          fontsize=6.5, color="white" if values[row, column] > 0.6 else "#222222")
+    figure.colorbar(image, ax=axis, fraction=0.06, pad=0.03, label="weight")
+    axis.set_title("weight of each member per class")
+    figure.tight_layout()
+    return _figure_html(figure, "Per-class ensemble weights")
+
+
+def fold_scores_section() -> str:
+    path = reports_dir() / "scores.csv"
+    if not path.exists():
+        return _missing(f"{_relative(path)} is missing (r31, r50 and r60 append to it).")
+    scores = pd.read_csv(path, dtype=str, keep_default_na=False)
+    needed = {"stage", "model", "fold", "log_loss"}
+    if not needed <= set(scores.columns):
+        absent = sorted(needed - set(scores.columns))
+        return _missing(f"{_relative(path)} lacks column(s) {absent}.")
+    scores["log_loss"] = pd.to_numeric(scores["log_loss"], errors="coerce")
+    # scores.csv is append-only, so the last row of each (stage, model, fold) is the current one
+    latest = scores.drop_duplicates(["stage", "model", "fold"], keep="last")
+    by_fold = latest[latest["fold"] != "all"]
+    if by_fold.empty:
+        return _missing(f"{_relative(path)} has no per-fold rows yet.")
+    folds = sorted(by_fold["fold"].unique(), key=lambda f: (not f.isdigit(), int(f) if f.isdigit()
+                                                             else 0, f))
+    table = by_fold.pivot_table(index=["stage", "model"], columns="fold", values="log_loss",
+                                aggfunc="last", sort=False)
+    overall = latest[latest["fold"] == "all"].set_index(["stage", "model"])["log_loss"]
+    header = ["stage", "model"] + [f"fold {f}" for f in folds] + ["all", "fold mean",
+                                                                   "fold std"]
+    body = []
+    for (stage, model), row in table.sort_index().iterrows():
+        values = row.reindex(folds).to_numpy(np.float64)
+        finite = values[np.isfinite(values)]
+        body.append([_text(stage), _text(model)] + [_number(v) for v in values]
+                    + [_number(overall.get((stage, model), float("nan"))),
+                       _number(finite.mean() if len(finite) else float("nan")),
+                       _number(finite.std(ddof=1) if len(finite) > 1 else float("nan"))])
+    table = _table(header, body, numeric=set(range(2, len(header))), escape=False)
+    return (f'<div class="scroll">{table}'
+            f'</div><p class="note">The latest row of each (stage, model, fold) in '
+            f'{_text(_relative(path))}. A large spread across folds means the OOF total hides '
+            f'unstable folds.</p>')
+
+
+def data_set_section(inputs: ReportInputs) -> str:
+    if inputs.metadata is None:
+        return _missing(inputs.problems.get("metadata", "No metadata table."))
+    metadata = inputs.metadata
+    facts = [("videos in metadata", str(len(metadata)))]
+    if "split" in metadata.columns:
+        counts = metadata["split"].value_counts()
+        facts.append(("train / test", f"{counts.get('train', 0)} / {counts.get('test', 0)}"))
+    if "readable" in metadata.columns:
+        unreadable = int((~metadata["readable"].astype(str).str.lower().isin(
+            ["true", "1", "1.0"])).sum())
+        facts.append(("unreadable", str(unreadable)))
+    if "duration" in metadata.columns:
+        duration = pd.to_numeric(metadata["duration"], errors="coerce").dropna()
+        if len(duration):
+            facts.append(("duration (s)", f"median {duration.median():.1f}, range "
+                                          f"{duration.min():.1f}–{duration.max():.1f}, total "
+                                          f"{duration.sum() / 60:.1f} min"))
+    if {"width", "height"} <= set(metadata.columns):
+        sizes = (metadata["width"].astype(str).str.replace(".0", "", regex=False) + "×"
+                 + metadata["height"].astype(str).str.replace(".0", "", regex=False))
+        facts.append(("frame sizes", ", ".join(f"{size} ({count})" for size, count
+                                               in sizes.value_counts().head(5).items())))
+    if "fps" in metadata.columns:
+        fps = pd.to_numeric(metadata["fps"], errors="coerce").dropna().round(2)
+        facts.append(("frame rates", ", ".join(f"{rate:g} ({count})" for rate, count
+                                               in fps.value_counts().head(5).items())))
+    if "has_audio" in metadata.columns:
+        with_audio = int(metadata["has_audio"].astype(str).str.lower().isin(["true", "1"]).sum())
+        facts.append(("with audio", f"{with_audio} ({with_audio / max(len(metadata), 1):.0%})"))
+    for column in ("camera", "site"):
+        if column in metadata.columns:
+            facts.append((f"{column}s", str(metadata[column].nunique())))
+            break
+    if "capture_time" in metadata.columns:
+        times = pd.to_datetime(metadata["capture_time"], errors="coerce", utc=True).dropna()
+        if len(times):
+            facts.append(("capture times", f"{times.min():%Y-%m-%d} to {times.max():%Y-%m-%d} "
+                                           f"({len(times)} known)"))
+    source = _relative(metadata_dir() / "metadata.csv")
+    return _key_value_table(facts) + f'<p class="note">From {_text(source)}.</p>'
+
+
+def failures_section() -> str:
+    path = cache_dir() / "failures.csv"
+    if not path.exists():
+        return _missing(f"{_relative(path)} is missing: r10_preprocess_data.py has not run in "
+                        f"this data folder.")
+    try:
+        failures = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except pd.errors.EmptyDataError:
+        failures = pd.DataFrame(columns=["filename", "stage", "error"])
+    if failures.empty:
+        return '<p>No failures recorded: every video was probed and decoded.</p>'
+    parts = [f"<p><b>{len(failures)}</b> failure row(s) in {_text(_relative(path))}"]
+    if "filename" in failures.columns:
+        parts[0] += f", {failures['filename'].nunique()} distinct video(s)"
+    if "stage" in failures.columns:
+        parts[0] += " — by stage: " + _text(", ".join(
+            f"{stage} {count}" for stage, count in failures["stage"].value_counts().items()))
+    parts[0] += ".</p>"
+    shown = failures.head(FAILURE_ROWS)
+    parts.append(f'<div class="scroll">{_table(list(shown.columns), shown.values.tolist())}</div>')
+    if len(failures) > FAILURE_ROWS:
+        parts.append(f'<p class="note">First {FAILURE_ROWS} of {len(failures)} rows.</p>')
+    return "\n".join(parts)
+
+
+def settings_section(ensemble_info: dict) -> str:
+    blocks = []
+    if ensemble_info:
+        shown = {key: value for key, value in ensemble_info.items() if key != "weights"}
+        blocks.append(("ensemble (r60)", shown))
+    config_paths = []
+    for folder in (data_dir() / "models", models_dir("level2")):
+        if folder.is_dir():
+            config_paths += sorted(p / "config.json" for p in folder.iterdir()
+                                   if (p / "config.json").is_file())
+    for path in config_paths:
+        try:
+            blocks.append((path.parent.relative_to(data_dir() / "models").as_posix(),
+                           json.loads(path.read_text(encoding="utf-8"))))
+        except (OSError, ValueError) as error:
+            blocks.append((path.parent.name, {"error": f"unreadable config.json: {error}"}))
+    if not blocks:
+        return _missing("No ensemble settings and no models/*/config.json.")
+    inner = "\n".join(f"<h3>{_text(title)}</h3><pre>{_text(compact_json(payload))}</pre>"
+                      for title, payload in blocks)
+    count = len(blocks) - (1 if ensemble_info else 0)
+    return (f"<details><summary>Settings of the ensemble and of {count} model(s) "
+            f"(click to open)</summary>\n{inner}\n</details>"
+            f'<p class="note">Git commit {_text(git_commit())}; model configs from '
+            f'{_text(_relative(data_dir() / "models"))}/*/config.json.</p>')
+
+
+def compact_json(value, indent: int = 0) -> str:
+    """JSON with nested objects indented but short lists kept on one line (class lists)."""
+    pad = "  " * indent
+    if isinstance(value, dict):
+        if not value:
+            return "{}"
+        items = [f'{pad}  {json.dumps(str(key))}: {compact_json(item, indent + 1)}'
+                 for key, item in value.items()]
+        return "{\n" + ",\n".join(items) + f"\n{pad}}}"
+    if isinstance(value, (list, tuple)):
+        if all(not isinstance(item, (dict, list, tuple)) for item in value):
+            return json.dumps(list(value), default=str)
+        items = [f"{pad}  {compact_json(item, indent + 1)}" for item in value]
+        return "[\n" + ",\n".join(items) + f"\n{pad}]"
+    if isinstance(value, (np.floating, np.integer)):
+        value = value.item()
+    return json.dumps(value, default=str)
+
+
+# ----------------------------------------------------------------------------- summary helpers
+
+def _rows(summary: pd.DataFrame, level: str) -> pd.DataFrame:
+    return summary[(summary["level"] == level) & summary["oof_log_loss"].notna()]
+
+
+def _best(rows: pd.DataFrame) -> pd.Series | None:
+    return None if rows.empty else rows.loc[rows["oof_log_loss"].idxmin()]
+
+
+def _ensemble_rows(summary: pd.DataFrame) -> tuple[pd.Series | None, pd.Series | None]:
+    """(the ensemble row, its nested-CV estimate row), told apart by the word 'nested'."""
+    rows = _rows(summary, "ensemble")
+    nested = rows["model"].astype(str).str.contains("nested", case=False)
+    ensemble = rows[~nested]
+    return (ensemble.iloc[0] if len(ensemble) else None,
+            rows[nested].iloc[0] if nested.any() else None)
+
+
+def _prior_oof(labels: np.ndarray, names: pd.Series) -> tuple[np.ndarray, str]:
+    """The class-prior baseline out of fold (as r60 scores it), in-sample without folds."""
+    try:
+        fold_of_row = load_folds(names)["fold"].to_numpy()
+    except (OSError, KeyError, ValueError) as error:
+        logger.info("report: prior per class computed in-sample (%s)", error)
+        return (np.tile(prior_probabilities(labels), (len(labels), 1)),
+                "Prior: each class's train frequency (no metadata/folds.csv, so in-sample).")
+    output = np.zeros(labels.shape)
+    for fold in np.unique(fold_of_row):
+        inside = fold_of_row != fold
+        output[~inside] = prior_probabilities(labels[inside])
+    return output, ("Prior: each class's frequency in the other folds (out of fold, as r60 "
+                    "scores it).")
+
+
+def _weights_from_info(ensemble_info: dict) -> pd.DataFrame | None:
+    weights = ensemble_info.get("weights")
+    if not isinstance(weights, dict) or not weights:
+        return None
+    first = next(iter(weights.values()))
+    if isinstance(first, dict):
+        return pd.DataFrame(weights).T
+    return pd.DataFrame([weights], index=["all classes"])
+
+
+def _feature_group(feature: str) -> str:
+    return feature.split(":", 1)[0] if ":" in feature else "other"
+
+
+# ----------------------------------------------------------------------------- html helpers
+
+def _text(value) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def _missing(message: str) -> str:
+    return f'<p class="missing">{_text(message)}</p>'
+
+
+def _error(message: str) -> str:
+    return f'<p class="error">{_text(message)}</p>'
+
+
+def _number(value, digits: int = 4) -> str:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return ""
+    return f"{number:.{digits}f}" if np.isfinite(number) else ""
+
+
+def _format_clip(value) -> str:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return "unknown"
+    return f"[{number:g}, 1 − {number:g}]"
+
+
+def _swatch(colour: str) -> str:
+    return f'<span class="swatch" style="background:{colour}"></span>'
+
+
+def _ratio_bar(ratio: float, widest: float) -> str:
+    width = max(1, round(100 * min(ratio, widest) / widest))
+    worse = " worse" if ratio > 1 else ""
+    return f'<span class="bar{worse}" style="width:{width}px"></span> {ratio:.2f}'
+
+
+def _table(header: list[str], rows: list[list], numeric: set[int] = frozenset(),
+           row_classes: list[str] | None = None, escape: bool = True,
+           header_escaped: bool = False, table_class: str = "") -> str:
+    """An HTML table; cells are escaped unless the caller built them as HTML already."""
+    def cell(tag: str, index: int, value, already_html: bool) -> str:
+        content = str(value) if already_html else _text(value)
+        css = ' class="number"' if index in numeric else ""
+        return f"<{tag}{css}>{content}</{tag}>"
+
+    head = "".join(cell("th", i, h, header_escaped) for i, h in enumerate(header))
+    lines = []
+    for row_index, row in enumerate(rows):
+        css = row_classes[row_index] if row_classes else ""
+        attribute = f' class="{css}"' if css else ""
+        cells = "".join(cell("td", i, v, not escape) for i, v in enumerate(row))
+        lines.append(f"<tr{attribute}>{cells}</tr>")
+    opening = f'<table class="{table_class}">' if table_class else "<table>"
+    return f"{opening}<thead><tr>{head}</tr></thead><tbody>{''.join(lines)}</tbody></table>"
+
+
+def _key_value_table(facts: list[tuple[str, str]]) -> str:
+    rows = "".join(f"<tr><th>{_text(key)}</th><td>{_text(value)}</td></tr>"
+                   for key, value in facts)
+    return f"<table>{rows}</table>"
+
+
+def _relative(path: Path) -> str:
+    try:
+        return Path(path).relative_to(data_dir()).as_posix()
+    except ValueError:
+        return str(path)
+
+
+def _shorten(text: str, length: int) -> str:
+    return text if len(text) <= length else text[:length - 1] + "…"
+
+
+# ----------------------------------------------------------------------------- figures
+
+def _plain(text: str) -> str:
+    """Text for matplotlib: a '$' would otherwise start mathtext."""
+    return str(text).replace("$", r"\$")
+
+
+def _new_figure(width: float, height: float):
+    # Figure + the Agg canvas directly: no pyplot, so no global state and no GUI backend.
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    figure = Figure(figsize=(width, height), layout=None)
+    FigureCanvasAgg(figure)
+    return figure
+
+
+def _figure_html(figure, alt: str) -> str:
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=FIGURE_DPI, bbox_inches="tight", pad_inches=0.08)
+    data = buffer.getvalue()
+    pixel_width = struct.unpack(">I", data[16:20])[0]   # PNG IHDR width
+    display_width = round(pixel_width * DISPLAY_PIXELS_PER_INCH / FIGURE_DPI)
+    encoded = base64.b64encode(data).decode("ascii")
+    return (f'<img class="figure" width="{display_width}" alt="{_text(alt)}" '
+            f'src="data:image/png;base64,{encoded}">')

@@ -1,0 +1,210 @@
+"""The whole chain on a tiny generated data set, through run_all.py.
+
+One sequential run is the reference: every contract file must have the right rows, a bad
+video (truncated) and a missing one must get failure rows and predictions, and a second
+run must do no work. A `--workers 2` run that is killed in the middle and resumed, and a
+`--ray` run, must then produce the same predictions as the reference.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+TINY_DATA = ["--n_train", "30", "--n_test", "10", "--min_seconds", "1", "--max_seconds", "2",
+             "--cameras", "160x120@8,128x96@6", "--seed", "3"]
+# small and fast settings for every stage; the same for every run so results compare
+CHAIN = ["--pass", "r10:--frames_per_video 8 --frame_size 64",
+         "--pass", "r11:--n_folds 3",
+         "--pass", "r12:--image_size 64",
+         "--pass", "r21:--epochs 3 --models gru_effnet_lite0,lgbm_tabular",
+         "--pass", "r50:--lgbm_rounds 40 --xgb_rounds 40 --mlp_epochs 5"]
+MODELS = ["gru_effnet_lite0", "lgbm_tabular"]
+STACKERS = ["lgbm", "xgb", "mlp"]
+
+pytestmark = pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs ffmpeg")
+
+
+def run_all(data: Path, *extra: str, timeout: float = 600) -> subprocess.CompletedProcess:
+    result = subprocess.run([sys.executable, str(PROJECT_ROOT / "run_all.py"), "--data",
+                             str(data), *CHAIN, *extra], capture_output=True, text=True,
+                            timeout=timeout, cwd=data)
+    return result
+
+
+def copy_input(source: Path, destination: Path) -> Path:
+    shutil.copytree(source / "input", destination / "input")
+    shutil.copytree(source / "demo_truth", destination / "demo_truth")
+    return destination
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory) -> Path:
+    """The tiny data set, with one train video truncated and one test video deleted."""
+    root = tmp_path_factory.mktemp("tiny")
+    made = subprocess.run([sys.executable, str(PROJECT_ROOT / "r00_make_demo_data.py"),
+                           *TINY_DATA, "--out", str(root / "input")],
+                          capture_output=True, text=True, timeout=300)
+    assert made.returncode == 0, made.stderr
+    labels = pd.read_csv(root / "input" / "train_labels.csv")
+    submission = pd.read_csv(root / "input" / "submission_format.csv")
+    truncated = root / "input" / "videos" / labels["filename"].iloc[4]
+    truncated.write_bytes(truncated.read_bytes()[: truncated.stat().st_size // 3])
+    (root / "input" / "videos" / submission["filename"].iloc[2]).unlink()
+    return root
+
+
+@pytest.fixture(scope="module")
+def reference(tiny, tmp_path_factory) -> Path:
+    data = copy_input(tiny, tmp_path_factory.mktemp("sequential"))
+    result = run_all(data)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return data
+
+
+def prediction_tables(data: Path) -> dict[str, pd.DataFrame]:
+    paths = sorted((data / "predictions").rglob("*.csv")) + \
+        [data / "submissions" / "submission.csv"]
+    return {str(p.relative_to(data)): pd.read_csv(p) for p in paths if "by_fold" not in p.name}
+
+
+def assert_same_predictions(first: Path, second: Path, tolerance: float = 1e-5) -> None:
+    left, right = prediction_tables(first), prediction_tables(second)
+    assert sorted(left) == sorted(right)
+    for name, table in left.items():
+        other = right[name]
+        assert table.columns.tolist() == other.columns.tolist(), name
+        assert table["filename"].tolist() == other["filename"].tolist(), name
+        numbers = table.columns[1:]
+        np.testing.assert_allclose(table[numbers].to_numpy(float),
+                                   other[numbers].to_numpy(float), atol=tolerance,
+                                   err_msg=name)
+
+
+def test_every_contract_file_has_the_right_rows(reference):
+    labels = pd.read_csv(reference / "input" / "train_labels.csv")
+    submission_format = pd.read_csv(reference / "input" / "submission_format.csv")
+    classes = labels.columns[1:].tolist()
+    train, test = labels["filename"].tolist(), submission_format["filename"].tolist()
+
+    metadata = pd.read_csv(reference / "metadata" / "metadata.csv")
+    assert metadata["filename"].tolist() == train + test
+    folds = pd.read_csv(reference / "metadata" / "folds.csv")
+    assert folds["filename"].tolist() == train and sorted(folds["fold"].unique()) == [0, 1, 2]
+    for extractor in ("hashes", "audio_logmel", "effnet_lite0"):
+        index = pd.read_csv(reference / "features" / extractor / "index.csv")
+        assert index["filename"].tolist() == train + test
+        stored = np.load(reference / "features" / extractor / "features.npy", mmap_mode="r")
+        assert stored.shape[0] == len(index)
+    for model in MODELS:
+        oof = pd.read_csv(reference / "predictions" / "level1" / f"{model}_oof.csv")
+        assert oof.columns.tolist() == ["filename"] + classes and oof["filename"].tolist() == train
+        tested = pd.read_csv(reference / "predictions" / "level1" / f"{model}_test.csv")
+        assert tested["filename"].tolist() == test
+        for fold in range(3):
+            assert (reference / "models" / model / f"fold{fold}.json").exists()
+        assert (reference / "models" / model / "config.json").exists()
+    neighbors = pd.read_csv(reference / "predictions" / "neighbors_oof.csv")
+    assert neighbors["filename"].tolist() == train
+    for stacker in STACKERS:
+        oof = pd.read_csv(reference / "predictions" / "level2" / f"{stacker}_oof.csv")
+        assert oof["filename"].tolist() == train
+    submission = pd.read_csv(reference / "submissions" / "submission.csv")
+    assert submission.columns.tolist() == submission_format.columns.tolist()
+    assert submission["filename"].tolist() == test
+    values = submission[classes].to_numpy(float)
+    assert np.isfinite(values).all() and values.min() >= 0 and values.max() <= 1
+    ensemble = pd.read_csv(reference / "predictions" / "ensemble_oof.csv")
+    assert ensemble["filename"].tolist() == train
+    scores = pd.read_csv(reference / "reports" / "scores.csv")
+    assert {"r31_level1", "r50_level2", "r60_ensemble"} <= set(scores["stage"])
+    summary = pd.read_csv(reference / "reports" / "summary.csv")
+    assert {"baseline", "level1", "level2", "ensemble"} <= set(summary["level"])
+    assert (reference / "reports" / "report.html").stat().st_size > 10_000
+
+
+def test_a_truncated_and_a_missing_video_are_named_and_still_predicted(reference):
+    labels = pd.read_csv(reference / "input" / "train_labels.csv")
+    submission_format = pd.read_csv(reference / "input" / "submission_format.csv")
+    truncated, missing = labels["filename"].iloc[4], submission_format["filename"].iloc[2]
+    failures = pd.read_csv(reference / "cache" / "failures.csv")
+    assert missing in set(failures["filename"])
+    assert "not found" in " ".join(failures.loc[failures["filename"] == missing, "error"])
+    assert truncated in set(failures["filename"])
+    submission = pd.read_csv(reference / "submissions" / "submission.csv")
+    assert missing in set(submission["filename"])
+    metadata = pd.read_csv(reference / "metadata" / "metadata.csv").set_index("filename")
+    assert not metadata.loc[missing, "readable"]
+
+
+def test_a_second_run_does_no_work(reference):
+    def snapshot():
+        return {p: p.stat().st_mtime_ns for p in reference.rglob("*")
+                if p.is_file() and "logs" not in p.parts}
+    before = snapshot()
+    result = run_all(reference)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert snapshot() == before
+    logs = [p for p in (reference / "logs").glob("*.log")]
+    assert logs and all("up to date" in p.read_text() for p in logs), \
+        [p.name for p in logs if "up to date" not in p.read_text()]
+
+
+def test_killed_parallel_run_resumes_without_redoing_work_and_matches(tiny, reference,
+                                                                        tmp_path):
+    data = copy_input(tiny, tmp_path / "parallel")
+    command = [sys.executable, str(PROJECT_ROOT / "run_all.py"), "--data", str(data), *CHAIN,
+               "--workers", "2"]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               start_new_session=True)
+    first_fold = data / "models" / "lgbm_tabular" / "fold0.json"
+    deadline = time.time() + 300
+    while not first_fold.exists() and process.poll() is None and time.time() < deadline:
+        time.sleep(0.2)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    assert first_fold.exists(), "the run was killed before any model was trained"
+    finished = {p: p.stat().st_mtime_ns for p in
+                [data / "features" / "effnet_lite0" / "features.npy", first_fold,
+                 data / "metadata" / "folds.csv"]}
+    result = run_all(data, "--workers", "2")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert {p: p.stat().st_mtime_ns for p in finished} == finished, "finished work was redone"
+    assert_same_predictions(reference, data)
+
+
+def test_ray_run_matches_the_sequential_one(tiny, reference, tmp_path):
+    pytest.importorskip("ray")
+    data = copy_input(tiny, tmp_path / "ray")
+    result = run_all(data, "--ray", "--workers", "2")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Ray cluster with 2 CPU(s)" in result.stderr
+    assert_same_predictions(reference, data)
+    table = pd.read_csv(data / "logs" / "run_all.csv")
+    assert (table["status"] == "done").all()
+
+
+def test_a_failed_job_stops_its_dependants_and_names_its_log(tiny, tmp_path):
+    data = copy_input(tiny, tmp_path / "failing")
+    # Lite0 needs images of at least 32 px: its feature job fails, the others do not
+    result = run_all(data, "--until", "r31", "--pass", "r12:--image_size 8")
+    assert result.returncode == 1
+    table = pd.read_csv(data / "logs" / "run_all.csv").set_index("job")
+    assert table.loc["r12:effnet_lite0", "status"] == "failed"
+    blocked = table.loc["r21:gru_effnet_lite0:fold0"]
+    assert blocked["status"] == "blocked"
+    assert "r12:effnet_lite0" in blocked["reason"] and "r12_effnet_lite0.log" in blocked["reason"]
+    assert "FAILED" in result.stderr and "r12_effnet_lite0.log" in result.stderr
+    # independent work still finished
+    assert table.loc["r21:lgbm_tabular:fold2", "status"] == "done"
+    assert table.loc["r31:lgbm_tabular", "status"] == "done"
+    assert table.loc["r31:gru_effnet_lite0", "status"] == "blocked"
