@@ -1,14 +1,21 @@
 """Video IO room: ffprobe, decoding of the sampled frames only, mono wav extraction.
 
-Every call runs ffmpeg/ffprobe as a subprocess with a timeout, so a truncated or hostile
-file can at worst make that subprocess fail or hang until the timeout; the Python process
-never crashes with it. (ffmpy's `run` has no timeout, hence plain `subprocess` here.)
-Errors are raised as `VideoError` with one line fit for `cache/failures.csv`.
+ffprobe and the audio extraction run as subprocesses with a timeout, so a truncated or
+hostile file can at worst make that subprocess fail or hang until the timeout. (ffmpy's
+`run` has no timeout, hence plain `subprocess` here.) Frames are decoded in-process by
+OpenCV's FFmpeg backend instead: starting Debian's ffmpeg costs ~70 ms (it links ~200
+shared libraries), more than decoding a whole 5 s clip, and in-process decoding converts
+only the sampled frames to RGB. The decoder is bounded by a deadline checked per frame
+and by OpenCV's read timeout; r10 runs it in worker processes, so a decoder crash costs
+one worker and becomes that video's failure row. Errors are raised as `VideoError` with
+one line fit for `cache/failures.csv`.
 """
 from __future__ import annotations
 
 import json
 import subprocess
+import time
+from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
@@ -120,46 +127,142 @@ def sample_frame_indices(n_frames: int, count: int) -> np.ndarray:
     return np.minimum(((np.arange(count) + 0.5) * n_frames / count).astype(int), n_frames - 1)
 
 
-def decode_sampled_frames(path: Path, info: dict, count: int, size: int,
-                          timeout: float = 120.0, seek_above_seconds: float = 60.0):
-    """The `count` sampled frames, resized to size×size RGB uint8: (frames, size, size, 3).
+@dataclass
+class SampledFrames:
+    """The decoded frames of one video and where they come from."""
 
-    Short clips (the camera-trap norm) are decoded in one sequential pass that keeps only
-    the selected frame numbers: one decode, no seeking. Long videos are read by seeking to
-    each sampled time, so a 10-minute file costs `count` short decodes, not ten minutes,
-    and memory stays flat. Returns (frames, number of distinct frames actually decoded).
+    frames: np.ndarray      # (count, size, size, 3) uint8 RGB
+    indices: np.ndarray     # (count,) frame number shown in each slot
+    method: str             # "sequential" or "seek"
+
+    @property
+    def decoded(self) -> int:
+        """Distinct frames behind the slots (fewer than slots for very short clips)."""
+        return len(set(self.indices.tolist()))
+
+
+def decode_sampled_frames(path: Path, count: int, size: int, timeout: float = 120.0,
+                          seek_above_seconds: float = 60.0, threads: int = 1) -> SampledFrames:
+    """The `count` evenly spaced frames of a video, resized (squashed) to size×size RGB.
+
+    Short clips, the camera-trap norm, are read in one sequential pass that stops after the
+    last sampled frame: every frame up to it is decoded (inter-coded video allows nothing
+    else), but only the sampled ones are converted to RGB, resized and kept. Videos longer
+    than `seek_above_seconds` are read by seeking to each sampled frame, so their cost is
+    `count` short decodes from the preceding keyframes. Either way memory holds only the
+    kept frames. `threads`: decoder threads; 1 is the most work per CPU second, so parallel
+    callers should run one decoder per core instead.
     """
-    duration = info.get("duration", float("nan"))
-    n_frames = info.get("n_frames", float("nan"))
-    scale = f"scale={size}:{size}:flags=area"
-    if not np.isnan(duration) and duration > seek_above_seconds:
-        frames = []
-        for time in sample_times(duration, count):
-            raw = _run([tool_path("ffmpeg"), "-v", "error", "-nostdin", "-ss", f"{time:.3f}",
-                        "-i", str(path), "-an", "-frames:v", "1", "-vf", scale,
-                        "-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:1"],
-                       timeout, "ffmpeg (seek)")
-            if len(raw) >= size * size * 3:
-                frames.append(np.frombuffer(raw[:size * size * 3], np.uint8))
-        decoded = len(frames)
-        raw_frames = np.stack(frames) if frames else np.zeros((0, size * size * 3), np.uint8)
-    else:
-        if np.isnan(n_frames) or n_frames < 1:
-            n_frames = count
-        indices = sorted(set(sample_frame_indices(int(n_frames), count).tolist()))
-        select = "+".join(f"eq(n\\,{index})" for index in indices)
-        raw = _run([tool_path("ffmpeg"), "-v", "error", "-nostdin", "-i", str(path), "-an",
-                    "-vf", f"select='{select}',{scale}", "-fps_mode", "passthrough",
-                    "-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:1"], timeout, "ffmpeg")
-        frame_bytes = size * size * 3
-        decoded = len(raw) // frame_bytes
-        raw_frames = np.frombuffer(raw[:decoded * frame_bytes], np.uint8).reshape(
-            decoded, frame_bytes)
-    if decoded == 0:
+    import cv2
+    deadline = time.monotonic() + timeout
+    capture = _open_capture(path, timeout, threads)
+    try:
+        n_frames = int(max(capture.get(cv2.CAP_PROP_FRAME_COUNT), 0))
+        fps = capture.get(cv2.CAP_PROP_FPS)
+        duration = n_frames / fps if fps and fps > 0 else float("nan")
+        if n_frames > 0 and not np.isnan(duration) and duration > seek_above_seconds:
+            wanted = sample_frame_indices(n_frames, count)
+            kept = _decode_by_seeking(capture, wanted, size, deadline)
+            method = "seek"
+        else:
+            if n_frames <= 0:  # no frame count in the container: count in a first pass
+                n_frames = _count_frames(capture, deadline)
+                capture.release()
+                capture = _open_capture(path, timeout, threads)
+            wanted = sample_frame_indices(n_frames, count)
+            kept, ended_at = _decode_sequentially(capture, wanted, size, deadline)
+            if ended_at is not None and ended_at > 0:
+                # The container promised more frames than the stream holds: the samples
+                # must be spread over the frames that exist, which a second pass can do.
+                wanted = sample_frame_indices(ended_at, count)
+                if not set(wanted.tolist()) <= set(kept):
+                    capture.release()
+                    capture = _open_capture(path, timeout, threads)
+                    kept, _ = _decode_sequentially(capture, wanted, size, deadline)
+            method = "sequential"
+    finally:
+        capture.release()
+    if not kept:
         raise VideoError("no frame could be decoded")
-    # map the requested slots onto the decoded frames (repeats for 1-frame or short videos)
-    slots = sample_frame_indices(decoded, count)
-    return raw_frames[slots].reshape(count, size, size, 3), decoded
+    numbers = np.array(sorted(kept))
+    # each slot takes the nearest decoded frame: the wanted one unless decoding failed there
+    # (or a seek landed elsewhere)
+    nearest = numbers[np.abs(numbers[None, :] - wanted[:, None]).argmin(axis=1)]
+    return SampledFrames(np.stack([kept[number] for number in nearest]), nearest, method)
+
+
+def _open_capture(path: Path, timeout: float, threads: int):
+    import cv2
+    path = Path(path)
+    if not path.is_file():
+        raise VideoError("file not found in videos/")
+    milliseconds = int(timeout * 1000)
+    capture = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG, [
+        cv2.CAP_PROP_N_THREADS, int(threads),
+        cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, milliseconds,
+        cv2.CAP_PROP_READ_TIMEOUT_MSEC, milliseconds])
+    if not capture.isOpened():
+        capture.release()
+        raise VideoError("the decoder cannot open it (not a video, or an unsupported codec)")
+    return capture
+
+
+def _check_deadline(deadline: float) -> None:
+    if time.monotonic() > deadline:
+        raise VideoError("frames: no result within the timeout (timeout)")
+
+
+def _to_rgb(frame: np.ndarray, size: int) -> np.ndarray:
+    import cv2
+    # resize first: the colour conversion then touches size² pixels, not the full frame
+    small = cv2.resize(frame, (size, size), interpolation=cv2.INTER_AREA)
+    return cv2.cvtColor(small, cv2.COLOR_BGR2RGB)
+
+
+def _decode_sequentially(capture, wanted: np.ndarray, size: int, deadline: float):
+    """({frame number: RGB frame}, frame count if the stream ended before the last sample)."""
+    targets = sorted(set(wanted.tolist()))
+    kept, position = {}, 0
+    for target in targets:
+        while position < target:
+            _check_deadline(deadline)
+            if not capture.grab():
+                return kept, position
+            position += 1
+        _check_deadline(deadline)
+        if not capture.grab():
+            return kept, position
+        ok, frame = capture.retrieve()
+        if ok and frame is not None:
+            kept[target] = _to_rgb(frame, size)
+        position += 1
+    return kept, None
+
+
+def _decode_by_seeking(capture, wanted: np.ndarray, size: int, deadline: float) -> dict:
+    import cv2
+    kept = {}
+    for target in sorted(set(wanted.tolist())):
+        _check_deadline(deadline)
+        if not capture.set(cv2.CAP_PROP_POS_FRAMES, target):
+            continue
+        ok, frame = capture.read()
+        if ok and frame is not None:
+            # the frame number the decoder actually landed on, not the one asked for
+            landed = int(capture.get(cv2.CAP_PROP_POS_FRAMES)) - 1
+            kept[landed if landed >= 0 else target] = _to_rgb(frame, size)
+    return kept
+
+
+def _count_frames(capture, deadline: float) -> int:
+    count = 0
+    while capture.grab():
+        count += 1
+        if count % 256 == 0:
+            _check_deadline(deadline)
+    if count == 0:
+        raise VideoError("no frame could be decoded")
+    return count
 
 
 def extract_audio(path: Path, output_path: Path, sample_rate: int, max_seconds: float,

@@ -5,27 +5,37 @@ Writes  cache/probe/<video>.json            ffprobe summary (or the error) per v
         cache/frames/<hash>/<video>.npy     uint8 (FRAMES_PER_VIDEO, FRAME_SIZE, FRAME_SIZE, 3)
         cache/audio/<hash>/<video>.wav      mono 16-bit wav (videos with an audio stream)
         cache/preprocess_index.csv          one row per video: paths, frames decoded, status
+        cache/preprocess_plan.csv           written first: each video's record path, so
+                                            that r12 --follow can start at the same time
         cache/failures/r10.csv → cache/failures.csv   (filename, stage, error)
-Cost    about one decode of each short clip: ~0.1–0.3 s per 5 s video per core.
+Cost    per 5 s demo clip and core: frames ~30 ms (in-process decode), ffprobe ~50 ms and
+        the audio ~90 ms (mostly the start-up of Debian's ffmpeg binaries).
 
     python r10_preprocess_data.py                 # demo data, all videos not yet done
     python r10_preprocess_data.py --workers 2 --frame_size 160 --force
     python r10_preprocess_data.py --part 0/4       # every 4th video from the first: one of 4
                                                    # parallel jobs; a plain run then writes the index
 
+Videos are processed in `--workers` worker processes (at least one, even for --workers 1):
+frames are decoded in-process by OpenCV's FFmpeg backend, and a decoder that crashes on a
+hostile file then takes down one worker, not the run; that video gets a failure row. In a
+worker, ffprobe and the audio extraction (subprocesses) run while the frames decode.
 A video that cannot be probed or decoded gets a failure row and no frames; later stages
 mark it missing and still predict it. Per-video outputs that exist are skipped.
 """
 from __future__ import annotations
 
 import concurrent.futures
+import multiprocessing
+import os
+from concurrent.futures.process import BrokenProcessPool
 
 import pandas as pd
 
-from a00_common import (cache_dir, config_hash, load_video_table, logger, parse_config,
-                        parse_part, probe_cache_path,
-                        progress, read_json, safe_cache_name, short_error, up_to_date,
-                        video_path, write_array, write_csv, write_json, write_stage_failures)
+from a00_common import (cache_dir, config_hash, data_dir, load_video_table, logger, parse_config,
+                        parse_part, probe_cache_path, progress, read_json, safe_cache_name,
+                        short_error, up_to_date, video_path, write_array, write_csv, write_json,
+                        write_stage_failures)
 from a01_video_io import VideoError, decode_sampled_frames, extract_audio, probe_video, \
     summarize_probe
 
@@ -33,30 +43,59 @@ from a01_video_io import VideoError, decode_sampled_frames, extract_audio, probe
 FRAMES_PER_VIDEO = 16          # evenly spaced over the clip (slice centres)
 FRAME_SIZE = 224               # frames are resized (squashed) to FRAME_SIZE × FRAME_SIZE
 SEEK_ABOVE_SECONDS = 60.0      # longer videos are read by seeking, not one full pass
+DECODER_THREADS = 1            # per worker; parallelism comes from --workers (less CPU per frame)
 # --- audio
+EXTRACT_AUDIO = True           # False: no wav (audio_logmel features are then all missing)
 AUDIO_SAMPLE_RATE = 16000      # Hz, mono
 MAX_AUDIO_SECONDS = 30.0       # audio beyond this is not extracted
 # --- robustness
-TIMEOUT_SECONDS = 120.0        # per ffmpeg/ffprobe call; a hung decode becomes a failure row
+TIMEOUT_SECONDS = 120.0        # per ffmpeg/ffprobe call and per frame decode: then a failure row
+
+# Bumped when the decoder changes the pixels it produces, so old frame caches are not reused.
+FRAME_DECODER = "opencv-ffmpeg-area-1"
 
 
 def frames_config() -> dict:
-    return {"frames_per_video": FRAMES_PER_VIDEO, "frame_size": FRAME_SIZE}
+    return {"frames_per_video": FRAMES_PER_VIDEO, "frame_size": FRAME_SIZE,
+            "decoder": FRAME_DECODER}
 
 
 def audio_config() -> dict:
-    return {"sample_rate": AUDIO_SAMPLE_RATE, "max_seconds": MAX_AUDIO_SECONDS}
+    return {"sample_rate": AUDIO_SAMPLE_RATE, "max_seconds": MAX_AUDIO_SECONDS,
+            "extract_audio": EXTRACT_AUDIO}
 
 
 def output_paths(filename: str) -> dict:
     stem = safe_cache_name(filename)
+    record = cache_dir() / "preprocess" / config_hash(
+        {**frames_config(), **audio_config()}) / f"{stem}.json"
     return {
         "probe": probe_cache_path(filename),
         "frames": cache_dir() / "frames" / config_hash(frames_config()) / f"{stem}.npy",
         "audio": cache_dir() / "audio" / config_hash(audio_config()) / f"{stem}.wav",
-        "record": cache_dir() / "preprocess" / config_hash(
-            {**frames_config(), **audio_config()}) / f"{stem}.json",
+        "record": record,
+        # present while a worker is on this video: a worker that died leaves it behind
+        "started": record.with_suffix(".started"),
     }
+
+
+def probe_and_extract_audio(filename: str, paths: dict) -> tuple[dict | None, list[str], str]:
+    """(probe summary or None, errors, audio path relative to cache/ or "")."""
+    path = video_path(filename)
+    try:
+        probe = probe_video(path, TIMEOUT_SECONDS)
+        summary = summarize_probe(probe)
+        write_json({"summary": summary, "probe": probe}, paths["probe"])
+    except VideoError as error:
+        write_json({"error": short_error(error)}, paths["probe"])
+        return None, [f"probe: {short_error(error)}"], ""
+    if not (EXTRACT_AUDIO and summary["has_audio"]):
+        return summary, [], ""
+    try:
+        extract_audio(path, paths["audio"], AUDIO_SAMPLE_RATE, MAX_AUDIO_SECONDS, TIMEOUT_SECONDS)
+        return summary, [], str(paths["audio"].relative_to(cache_dir()))
+    except VideoError as error:
+        return summary, [f"audio: {short_error(error)}"], ""
 
 
 def preprocess_video(filename: str, force: bool) -> dict:
@@ -68,42 +107,118 @@ def preprocess_video(filename: str, force: bool) -> dict:
             return record
     record = {"filename": filename, "frames_path": "", "frames_decoded": 0,
               "audio_path": "", "errors": []}
-    path = video_path(filename)
-    try:
-        probe = probe_video(path, TIMEOUT_SECONDS)
-        summary = summarize_probe(probe)
-        write_json({"summary": summary, "probe": probe}, paths["probe"])
-    except VideoError as error:
-        write_json({"error": short_error(error)}, paths["probe"])
-        record["errors"].append(f"probe: {short_error(error)}")
-        write_json(record, paths["record"])
-        return record
-    try:
-        frames, decoded = decode_sampled_frames(path, summary, FRAMES_PER_VIDEO, FRAME_SIZE,
-                                                TIMEOUT_SECONDS, SEEK_ABOVE_SECONDS)
-        write_array(frames, paths["frames"])
-        record["frames_path"] = str(paths["frames"].relative_to(cache_dir()))
-        record["frames_decoded"] = int(decoded)
-    except VideoError as error:
-        record["errors"].append(f"frames: {short_error(error)}")
-    if summary["has_audio"]:
+    paths["started"].parent.mkdir(parents=True, exist_ok=True)
+    paths["started"].touch()
+    with concurrent.futures.ThreadPoolExecutor(1) as side:
+        # ffprobe and ffmpeg are separate processes: they run while this one decodes
+        probing = side.submit(probe_and_extract_audio, filename, paths)
         try:
-            extract_audio(path, paths["audio"], AUDIO_SAMPLE_RATE, MAX_AUDIO_SECONDS,
-                          TIMEOUT_SECONDS)
-            record["audio_path"] = str(paths["audio"].relative_to(cache_dir()))
+            sampled = decode_sampled_frames(video_path(filename), FRAMES_PER_VIDEO, FRAME_SIZE,
+                                            TIMEOUT_SECONDS, SEEK_ABOVE_SECONDS, DECODER_THREADS)
+            frames_error = None
         except VideoError as error:
-            record["errors"].append(f"audio: {short_error(error)}")
+            sampled, frames_error = None, f"frames: {short_error(error)}"
+        summary, errors, record["audio_path"] = probing.result()
+    record["errors"] = errors
+    if summary is not None:  # a file ffprobe rejects gets no frames, whatever OpenCV made of it
+        if sampled is not None:
+            write_array(sampled.frames, paths["frames"])
+            record["frames_path"] = str(paths["frames"].relative_to(cache_dir()))
+            record["frames_decoded"] = sampled.decoded
+        else:
+            record["errors"].insert(0, frames_error)
     write_json(record, paths["record"])
+    paths["started"].unlink(missing_ok=True)
     return record
 
 
-def preprocess_safely(filename: str, force: bool) -> dict:
-    """A bug or an OS error on one video becomes its failure row, never a lost run."""
+def preprocess_safely(filename: str, force: bool, settings: dict) -> dict:
+    """A bug or an OS error on one video becomes its failure row, never a lost run.
+
+    `settings` carries the parent's tunables and data folder: a worker process imports this
+    module afresh (and may have been forked before the parent's environment changed), so
+    command-line overrides reach it only this way.
+    """
+    globals().update(settings["tunables"])
+    os.environ["TRAPSTACK_DATA"] = settings["data"]
     try:
         return preprocess_video(filename, force)
     except Exception as error:  # noqa: BLE001 - one bad video must not sink the run
-        return {"filename": filename, "frames_path": "", "frames_decoded": 0,
-                "audio_path": "", "errors": [f"unexpected: {short_error(error)}"]}
+        output_paths(filename)["started"].unlink(missing_ok=True)  # it failed, it did not crash
+        return failed_record(filename, f"unexpected: {short_error(error)}")
+
+
+def failed_record(filename: str, error: str) -> dict:
+    return {"filename": filename, "frames_path": "", "frames_decoded": 0, "audio_path": "",
+            "errors": [error]}
+
+
+def _worker_context():
+    # forkserver: workers start from a clean process (no inherited threads or locks), and
+    # replacing a crashed one is a cheap fork
+    return multiprocessing.get_context("forkserver")
+
+
+def preprocess_in_workers(names: list[str], workers: int, force: bool, settings: dict,
+                          description: str) -> list[dict]:
+    """Records of `names`, in order. A video whose worker dies (a decoder crash) is tried
+    once more alone; if that worker dies too, the video gets a failure record."""
+    records: dict[str, dict] = {}
+    if not force:  # finished videos are read here, so an up-to-date run starts no worker
+        for name in names:
+            if output_paths(name)["record"].exists():
+                record = read_json(output_paths(name)["record"])
+                if record is not None:
+                    records[name] = record
+    pending = [name for name in names if name not in records]
+    bar = progress(None, total=len(names), initial=len(records), desc=description,
+                   unit="video")
+    while pending:
+        with concurrent.futures.ProcessPoolExecutor(workers, mp_context=_worker_context()) \
+                as pool:
+            futures = {pool.submit(preprocess_safely, name, force, settings): name
+                       for name in pending}
+            for future in concurrent.futures.as_completed(futures):
+                try:
+                    records[futures[future]] = future.result()
+                    bar.update()
+                except BrokenProcessPool:
+                    pass
+        pending = [name for name in pending if name not in records]
+        suspects = [name for name in pending if output_paths(name)["started"].exists()]
+        if pending:
+            logger.warning("r10: a worker died; trying the %d video(s) it may have been on "
+                           "alone", len(suspects))
+        for name in suspects:
+            records[name] = preprocess_alone(name, force, settings)
+            bar.update()
+        pending = [name for name in pending if name not in records]
+    bar.close()
+    return [records[name] for name in names]
+
+
+def preprocess_alone(filename: str, force: bool, settings: dict) -> dict:
+    with concurrent.futures.ProcessPoolExecutor(1, mp_context=_worker_context()) as pool:
+        try:
+            return pool.submit(preprocess_safely, filename, force, settings).result()
+        except BrokenProcessPool:
+            output_paths(filename)["started"].unlink(missing_ok=True)
+            return failed_record(filename, "frames: the decoder crashed on this file")
+
+
+def write_plan(videos: pd.DataFrame) -> None:
+    """cache/preprocess_plan.csv: where each video's record will be, written before any
+    work, so that `r12 --follow` can run the backbone on frames while this run makes them."""
+    plan = pd.DataFrame({"filename": videos["filename"], "split": videos["split"]})
+    plan["record_path"] = [str(output_paths(name)["record"].relative_to(cache_dir()))
+                           for name in plan["filename"]]
+    plan["frames_config"] = config_hash(frames_config())
+    plan["frames_per_video"] = FRAMES_PER_VIDEO
+    path = cache_dir() / "preprocess_plan.csv"
+    if path.exists() and pd.read_csv(path, dtype=str, keep_default_na=False).equals(
+            plan.astype(str)):
+        return  # parallel --part jobs write the same plan: leave it alone
+    write_csv(plan, path)
 
 
 def main() -> None:
@@ -117,16 +232,11 @@ def main() -> None:
     videos, _ = load_video_table()
     names = videos["filename"].tolist()[part::parts]
     index_path = cache_dir() / "preprocess_index.csv"
-    records = []
+    write_plan(videos)
     description = "r10 videos" if parts == 1 else f"r10 videos (part {part}/{parts})"
-    if args.workers > 1:
-        with concurrent.futures.ProcessPoolExecutor(args.workers) as pool:
-            futures = [pool.submit(preprocess_safely, name, args.force) for name in names]
-            for future in progress(futures, desc=description, unit="video"):
-                records.append(future.result())
-    else:
-        for name in progress(names, desc=description, unit="video"):
-            records.append(preprocess_safely(name, args.force))
+    settings = {"tunables": args.config, "data": str(data_dir())}
+    records = preprocess_in_workers(names, max(1, args.workers), args.force, settings,
+                                    description)
     if parts > 1:
         logger.info("r10 part %d/%d: %d videos done", part, parts, len(records))
         return

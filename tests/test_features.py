@@ -1,0 +1,416 @@
+"""Tests of the frame-feature stage: sampled-frame decoding (a01), r10's worker isolation,
+r12's hashes and statistics, failures, sharded jobs, float16 storage, offline backbones.
+
+Videos are made here with ffmpeg from frames whose pixels spell their own frame number
+(16 black-or-white blocks = 16 bits), so a test can read back which frames were decoded.
+No test touches the network or times anything.
+"""
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+if str(PROJECT_ROOT) not in sys.path:
+    sys.path.insert(0, str(PROJECT_ROOT))
+
+import a01_video_io as video_io  # noqa: E402
+
+pytestmark = pytest.mark.skipif(shutil.which("ffmpeg") is None or shutil.which("ffprobe") is None,
+                                reason="needs ffmpeg and ffprobe")
+
+BITS = 16                     # a 4 × 4 grid of blocks, one bit each
+CLASSES = ["bird", "blank"]
+TINY = ["--frames_per_video", "4", "--frame_size", "32"]
+
+
+# ----------------------------------------------------------------------------- helpers
+
+def numbered_frame(number: int, size: int = 64) -> np.ndarray:
+    block = size // 4
+    bits = [(number >> bit) & 1 for bit in range(BITS)]
+    grid = np.array(bits, dtype=np.uint8).reshape(4, 4) * 255
+    return np.repeat(np.repeat(grid, block, axis=0), block, axis=1)[..., None].repeat(3, axis=2)
+
+
+def read_number(frame: np.ndarray) -> int:
+    size = frame.shape[0]
+    block = size // 4
+    grey = frame.astype(np.float32).mean(axis=2)
+    # block centres only: the edges of a block are blurred by compression and resizing
+    centres = grey[block // 2::block, block // 2::block][:4, :4]
+    return int(sum(1 << bit for bit, value in enumerate(centres.ravel()) if value > 127))
+
+
+def make_numbered_video(path: Path, frame_count: int, fps: int = 10, keyframe_every: int = 25,
+                        scale: str | None = None) -> Path:
+    """H.264 video whose frame k shows the number k; `scale` enlarges it in ffmpeg."""
+    command = ["ffmpeg", "-v", "error", "-nostdin", "-y", "-f", "rawvideo", "-pix_fmt", "rgb24",
+               "-s", "64x64", "-r", str(fps), "-i", "pipe:0"]
+    if scale:
+        command += ["-vf", f"scale={scale}:flags=neighbor"]
+    command += ["-c:v", "libx264", "-preset", "ultrafast", "-qp", "0", "-g", str(keyframe_every),
+                "-pix_fmt", "yuv444p", str(path)]
+    frames = b"".join(numbered_frame(number).tobytes() for number in range(frame_count))
+    subprocess.run(command, input=frames, check=True, timeout=120)
+    return path
+
+
+def make_data_folder(root: Path, videos: dict[str, bytes | Path]) -> Path:
+    """A data folder in the contract layout; the first video is test, the rest train."""
+    folder = root / "input" / "videos"
+    folder.mkdir(parents=True)
+    for name, content in videos.items():
+        if isinstance(content, Path):
+            shutil.copy(content, folder / name)
+        else:
+            (folder / name).write_bytes(content)
+    names = list(videos)
+    labels = pd.DataFrame({"filename": names[1:]})
+    for position, name in enumerate(CLASSES):
+        labels[name] = [(row + position) % 2 for row in range(len(labels))]
+    labels.to_csv(root / "input" / "train_labels.csv", index=False)
+    submission = pd.DataFrame({"filename": names[:1], **{name: 0.5 for name in CLASSES}})
+    submission.to_csv(root / "input" / "submission_format.csv", index=False)
+    return root
+
+
+def run_script(script: str, data: Path, *options: str, env: dict | None = None):
+    return subprocess.run(
+        [sys.executable, str(PROJECT_ROOT / script), "--data", str(data), *options],
+        capture_output=True, text=True, timeout=300,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})})
+
+
+def script_module(name: str):
+    return importlib.import_module(name)
+
+
+# ----------------------------------------------------------------------------- decoding
+
+def test_sampled_frames_are_the_evenly_spaced_ones(tmp_path):
+    path = make_numbered_video(tmp_path / "numbered.mp4", frame_count=37)
+    sampled = video_io.decode_sampled_frames(path, count=8, size=32)
+    expected = video_io.sample_frame_indices(37, 8)
+    assert sampled.method == "sequential"
+    assert sampled.frames.shape == (8, 32, 32, 3) and sampled.frames.dtype == np.uint8
+    np.testing.assert_array_equal(sampled.indices, expected)
+    assert [read_number(frame) for frame in sampled.frames] == expected.tolist()
+    assert sampled.decoded == 8
+
+
+def test_a_clip_shorter_than_the_samples_repeats_its_frames(tmp_path):
+    path = make_numbered_video(tmp_path / "short.mp4", frame_count=3)
+    sampled = video_io.decode_sampled_frames(path, count=8, size=32)
+    numbers = [read_number(frame) for frame in sampled.frames]
+    assert numbers == sampled.indices.tolist() == sorted(numbers)
+    assert set(numbers) == {0, 1, 2} and sampled.decoded == 3
+
+
+MEMORY_PROBE = """
+import sys
+sys.path.insert(0, {root!r})
+from a01_video_io import decode_sampled_frames
+sampled = decode_sampled_frames({path!r}, count=8, size=32)
+peak = [line for line in open("/proc/self/status") if line.startswith("VmHWM")][0]
+print(sampled.method, int(peak.split()[1]), *sampled.indices.tolist())
+"""
+
+
+def _peak_memory_of_decoding(path: Path) -> tuple[str, int, list[int]]:
+    result = subprocess.run([sys.executable, "-c", MEMORY_PROBE.format(root=str(PROJECT_ROOT),
+                                                                       path=str(path))],
+                            capture_output=True, text=True, timeout=300, check=True)
+    method, peak_kilobytes, *indices = result.stdout.split()
+    return method, int(peak_kilobytes), [int(index) for index in indices]
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs /proc")
+def test_a_long_video_is_read_by_seeking_with_flat_memory(tmp_path):
+    # 2 minutes at 10 fps, 320x240: every frame decoded into Python would be 276 MB
+    long_path = make_numbered_video(tmp_path / "long.mp4", frame_count=1200, scale="320:240")
+    short_path = make_numbered_video(tmp_path / "short.mp4", frame_count=30, scale="320:240")
+    method, long_peak, indices = _peak_memory_of_decoding(long_path)
+    _, short_peak, _ = _peak_memory_of_decoding(short_path)
+    assert method == "seek"
+    assert indices == video_io.sample_frame_indices(1200, 8).tolist()
+    sampled = video_io.decode_sampled_frames(long_path, count=8, size=32)
+    assert [read_number(frame) for frame in sampled.frames] == indices
+    assert long_peak - short_peak < 40_000  # kilobytes
+
+
+def test_undecodable_files_raise_one_line_video_errors(tmp_path):
+    garbage = tmp_path / "garbage.mp4"
+    garbage.write_bytes(os.urandom(4096))
+    for path in (garbage, tmp_path / "absent.mp4"):
+        with pytest.raises(video_io.VideoError) as error:
+            video_io.decode_sampled_frames(path, count=4, size=32)
+        assert "\n" not in str(error.value)
+
+
+# ----------------------------------------------------------------------------- hashes
+
+@pytest.fixture(scope="module")
+def r12():
+    return script_module("r12_extract_features")
+
+
+def test_identical_frames_have_zero_distances_and_motion(r12):
+    frame = np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    bits, statistics = r12.hash_features(np.stack([frame] * 5))
+    named = dict(zip(r12.statistic_names("hashes", 0), statistics))
+    assert bits.shape == (5, 2 * r12.HASH_SIZE ** 2) and bits.dtype == np.uint8
+    for name in ("phash_consecutive_mean", "phash_pairs_max", "dhash_consecutive_max",
+                 "motion_mean", "motion_max", "moving_fraction_max", "median_deviation_mean"):
+        assert named[name] == 0, name
+
+
+def test_motion_statistics_by_hand(r12):
+    # a 16 × 16 white square jumps from the top-left to the bottom-right corner of a black
+    # 64 × 64 frame: on the 32 × 32 motion thumbnail, 2 × 8 × 8 of 1024 pixels change by 255
+    first = np.zeros((64, 64, 3), np.uint8)
+    second = first.copy()
+    first[:16, :16] = 255
+    second[-16:, -16:] = 255
+    _, statistics = r12.hash_features(np.stack([first, second]))
+    named = dict(zip(r12.statistic_names("hashes", 0), statistics))
+    assert named["moving_fraction_mean"] == pytest.approx(128 / 1024)
+    assert named["motion_mean"] == pytest.approx(255 * 128 / 1024)
+    assert named["motion_std"] == 0
+    assert named["brightness_mean"] == pytest.approx(255 * 64 / 1024)
+    assert named["is_grey"] == 1
+
+
+def test_alternating_black_and_white_frames(r12):
+    black, white = np.zeros((32, 32, 3), np.uint8), np.full((32, 32, 3), 255, np.uint8)
+    _, statistics = r12.hash_features(np.stack([black, white, black, white]))
+    named = dict(zip(r12.statistic_names("hashes", 0), statistics))
+    assert named["motion_mean"] == named["motion_max"] == 255
+    assert named["moving_fraction_mean"] == 1
+    assert named["median_deviation_mean"] == pytest.approx(127.5)
+
+
+# ----------------------------------------------------------------------------- the stage
+
+@pytest.fixture(scope="module")
+def preprocessed(tmp_path_factory):
+    """r10 on 4 numbered clips and 1 file that is not a video (the test video first)."""
+    root = tmp_path_factory.mktemp("stage")
+    clips = {f"clip{number}.mp4": make_numbered_video(root / f"source{number}.mp4",
+                                                      frame_count=12 + 5 * number)
+             for number in range(4)}
+    videos = {"clip0.mp4": clips.pop("clip0.mp4"), "broken.mp4": os.urandom(3000), **clips}
+    data = make_data_folder(root / "data", videos)
+    result = run_script("r10_preprocess_data.py", data, *TINY)
+    assert result.returncode == 0, result.stderr
+    return data
+
+
+def test_r10_writes_frames_and_a_failure_row(preprocessed):
+    index = pd.read_csv(preprocessed / "cache" / "preprocess_index.csv", dtype=str,
+                        keep_default_na=False)
+    assert index.columns.tolist() == ["filename", "split", "frames_path", "frames_decoded",
+                                      "audio_path", "errors", "frames_config"]
+    broken = index.set_index("filename").loc["broken.mp4"]
+    assert broken["frames_path"] == "" and broken["errors"]
+    failures = pd.read_csv(preprocessed / "cache" / "failures.csv")
+    assert failures["filename"].tolist() == ["broken.mp4"]
+    clip = index.set_index("filename").loc["clip2.mp4"]
+    frames = np.load(preprocessed / "cache" / clip["frames_path"])
+    assert frames.shape == (4, 32, 32, 3) and frames.dtype == np.uint8
+    expected = video_io.sample_frame_indices(12 + 5 * 2, 4).tolist()
+    assert [read_number(frame) for frame in frames] == expected
+    again = run_script("r10_preprocess_data.py", preprocessed, *TINY)
+    assert "up to date" in again.stderr
+
+
+def test_r12_gives_an_undecodable_video_zeros_and_missing(preprocessed, r12, monkeypatch):
+    monkeypatch.setenv("TRAPSTACK_DATA", str(preprocessed))
+    index = pd.read_csv(preprocessed / "cache" / "preprocess_index.csv", dtype=str,
+                        keep_default_na=False)
+    for extractor in ("hashes", "random_lite0"):
+        monkeypatch.setattr(r12, "IMAGE_SIZE", 32)
+        r12.run_extractor(extractor, index, workers=1, force=True)
+        folder = preprocessed / "features" / extractor
+        table = pd.read_csv(folder / "index.csv")
+        assert table.columns.tolist() == ["filename", "split", "row", "missing"]
+        assert table.set_index("filename")["missing"].to_dict() == {
+            "clip0.mp4": 0, "broken.mp4": 1, "clip1.mp4": 0, "clip2.mp4": 0, "clip3.mp4": 0}
+        rows = table.set_index("filename")["row"]
+        features = np.load(folder / "features.npy")
+        statistics = np.load(folder / "statistics.npy")
+        assert features.shape[:2] == (5, 4) and statistics.dtype == np.float32
+        broken, clip = rows["broken.mp4"], rows["clip0.mp4"]
+        assert not features[broken].any() and not statistics[broken].any()
+        assert features[clip].any()
+        config = json.loads((folder / "config.json").read_text())
+        assert config["hash"] and len(config["statistic_names"]) == statistics.shape[1]
+    failures = pd.read_csv(preprocessed / "cache" / "failures.csv")
+    assert "broken.mp4" in failures["filename"].tolist()
+
+
+def test_float16_features_match_the_float32_forward_pass(preprocessed, r12, monkeypatch):
+    from a02_backbones import build_frame_encoder
+    monkeypatch.setenv("TRAPSTACK_DATA", str(preprocessed))
+    monkeypatch.setattr(r12, "IMAGE_SIZE", 32)
+    index = pd.read_csv(preprocessed / "cache" / "preprocess_index.csv", dtype=str,
+                        keep_default_na=False)
+    r12.run_extractor("random_lite0", index, workers=2, force=True)
+    folder = preprocessed / "features" / "random_lite0"
+    features, statistics = np.load(folder / "features.npy"), np.load(folder / "statistics.npy")
+    assert features.dtype == np.float16 and statistics.dtype == np.float32
+    frames = np.load(preprocessed / "cache" / index["frames_path"].iloc[2])
+    reference = build_frame_encoder("random_lite0", 32).predict(frames.astype(np.float32),
+                                                                verbose=0)
+    np.testing.assert_allclose(features[2].astype(np.float32), reference, rtol=2e-3, atol=1e-4)
+    # the statistics come from the float32 outputs, before rounding
+    np.testing.assert_allclose(statistics[2], np.concatenate([reference.mean(0),
+                                                              reference.max(0)]),
+                               rtol=1e-5, atol=1e-6)
+    assert features[2].nbytes == 4 * reference.shape[1] * 2
+    assert not (folder / r12.config_hash(r12.extractor_config(
+        "random_lite0", index["frames_config"].iloc[0]))).exists()  # shards removed
+
+
+@pytest.mark.parametrize("extractor", ["hashes", "random_lite0"])
+def test_part_jobs_and_join_equal_a_plain_run(preprocessed, r12, monkeypatch, extractor):
+    monkeypatch.setenv("TRAPSTACK_DATA", str(preprocessed))
+    monkeypatch.setattr(r12, "IMAGE_SIZE", 32)
+    monkeypatch.setattr(r12, "SHARD_SIZE", 2)
+    index = pd.read_csv(preprocessed / "cache" / "preprocess_index.csv", dtype=str,
+                        keep_default_na=False)
+    folder = preprocessed / "features" / extractor
+    r12.run_extractor(extractor, index, workers=1, force=True)
+    plain = {name: np.load(folder / f"{name}.npy") for name in ("features", "statistics")}
+    plain_index = pd.read_csv(folder / "index.csv")
+    shutil.rmtree(folder)
+    for part in range(2):
+        r12.run_extractor(extractor, index, workers=1, force=False, part=part, parts=2)
+    shards = sorted(path.name for path in folder.rglob("shard_*.npz"))
+    assert shards == ["shard_00000.npz", "shard_00001.npz", "shard_00002.npz"]
+    assert not (folder / "features.npy").exists()
+    r12.run_extractor(extractor, index, workers=1, force=False)
+    for name, values in plain.items():
+        np.testing.assert_array_equal(np.load(folder / f"{name}.npy"), values)
+    pd.testing.assert_frame_equal(pd.read_csv(folder / "index.csv"), plain_index)
+    assert not list(folder.rglob("shard_*.npz"))
+
+
+def test_a_rerun_reuses_joined_rows(preprocessed, r12, monkeypatch):
+    """Shards are deleted after the join: a changed video list still recomputes nothing."""
+    monkeypatch.setenv("TRAPSTACK_DATA", str(preprocessed))
+    index = pd.read_csv(preprocessed / "cache" / "preprocess_index.csv", dtype=str,
+                        keep_default_na=False)
+    r12.run_extractor("hashes", index, workers=1, force=True)
+    folder = preprocessed / "features" / "hashes"
+    before = np.load(folder / "statistics.npy")
+
+    def no_hashing(frames):
+        raise AssertionError("a joined row was computed again")
+
+    monkeypatch.setattr(r12, "hash_features", no_hashing)
+    reordered = index.iloc[::-1].reset_index(drop=True)
+    r12.run_extractor("hashes", reordered, workers=1, force=False)
+    after = pd.read_csv(folder / "index.csv")
+    assert after["filename"].tolist() == reordered["filename"].tolist()
+    np.testing.assert_array_equal(np.load(folder / "statistics.npy")[::-1], before)
+
+
+def test_offline_keras_backbone_fails_in_one_line(preprocessed, tmp_path):
+    # a proxy that refuses connections: no download, with or without a network
+    offline = {"https_proxy": "http://127.0.0.1:9", "HTTPS_PROXY": "http://127.0.0.1:9",
+               "KERAS_HOME": str(tmp_path / "keras")}
+    result = run_script("r12_extract_features.py", preprocessed, "--extractor", "resnet50",
+                        "--image_size", "32", env=offline)
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("r12 resnet50: resnet50: its ImageNet weights could not be "
+                           "downloaded"), last
+    assert "--weights PATH" in last
+    unknown = run_script("r12_extract_features.py", preprocessed, "--extractor", "resnet_9000")
+    assert unknown.returncode != 0 and "Traceback" not in unknown.stderr
+    assert "unknown extractor 'resnet_9000'" in unknown.stderr.strip().splitlines()[-1]
+    missing = run_script("r12_extract_features.py", preprocessed, "--extractor", "vgg16_skip",
+                         "--weights", str(tmp_path / "absent.h5"))
+    assert missing.returncode != 0 and "Traceback" not in missing.stderr
+    assert "absent.h5: file not found" in missing.stderr.strip().splitlines()[-1]
+
+
+# ----------------------------------------------------------------------------- isolation
+
+CRASHING_WORKER = '''
+import os
+import r10_preprocess_data as r10
+
+
+def crash_on_broken(filename, force, settings):
+    """r10's worker function, except that decoding broken.mp4 kills the process."""
+    if filename == "broken.mp4":
+        r10.decode_sampled_frames = lambda *args, **kwargs: os._exit(3)
+    return r10.preprocess_safely(filename, force, settings)
+'''
+
+
+def test_a_decoder_crash_costs_one_failure_row_not_the_run(preprocessed, tmp_path,
+                                                           monkeypatch):
+    r10 = script_module("r10_preprocess_data")
+    (tmp_path / "crashing_worker.py").write_text(CRASHING_WORKER)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    crashing_worker = importlib.import_module("crashing_worker")
+    monkeypatch.setattr(r10, "preprocess_safely", crashing_worker.crash_on_broken)
+    monkeypatch.setenv("TRAPSTACK_DATA", str(preprocessed))
+    monkeypatch.setattr(r10, "FRAME_SIZE", 24)  # settings of their own: nothing is cached
+    names = ["clip0.mp4", "broken.mp4", "clip1.mp4", "clip2.mp4", "clip3.mp4"]
+    settings = {"tunables": {"FRAMES_PER_VIDEO": 4, "FRAME_SIZE": 24},
+                "data": str(preprocessed)}
+    monkeypatch.setattr(r10, "FRAMES_PER_VIDEO", 4)
+    records = r10.preprocess_in_workers(names, 2, False, settings, "test")
+    assert [record["filename"] for record in records] == names
+    broken = records[1]
+    assert broken["errors"] == ["frames: the decoder crashed on this file"]
+    assert all(record["frames_path"] and not record["errors"]
+               for position, record in enumerate(records) if position != 1)
+    assert not r10.output_paths("broken.mp4")["started"].exists()
+
+
+def test_follow_runs_the_backbone_while_r10_decodes(tmp_path, r12, monkeypatch):
+    """`r12 --follow` started before r10 waits for its plan and records, and ends with
+    what a plain run after r10 gives."""
+    videos = {f"clip{number}.mp4": make_numbered_video(tmp_path / f"source{number}.mp4",
+                                                       frame_count=10 + 3 * number)
+              for number in range(3)}
+    videos["broken.mp4"] = os.urandom(2000)
+    data = make_data_folder(tmp_path / "data", videos)
+    follower = subprocess.Popen(
+        [sys.executable, str(PROJECT_ROOT / "r12_extract_features.py"), "--data", str(data),
+         "--extractor", "random_lite0", "--image_size", "32", "--follow"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    r10 = run_script("r10_preprocess_data.py", data, *TINY)
+    _, errors = follower.communicate(timeout=300)
+    assert r10.returncode == 0, r10.stderr
+    assert follower.returncode == 0, errors
+    folder = data / "features" / "random_lite0"
+    followed = {name: np.load(folder / f"{name}.npy") for name in ("features", "statistics")}
+    followed_index = pd.read_csv(folder / "index.csv")
+    assert followed_index.set_index("filename")["missing"]["broken.mp4"] == 1
+
+    monkeypatch.setenv("TRAPSTACK_DATA", str(data))
+    monkeypatch.setattr(r12, "IMAGE_SIZE", 32)
+    index = pd.read_csv(data / "cache" / "preprocess_index.csv", dtype=str,
+                        keep_default_na=False)
+    r12.run_extractor("random_lite0", index, workers=1, force=True)
+    pd.testing.assert_frame_equal(pd.read_csv(folder / "index.csv"), followed_index)
+    for name, values in followed.items():
+        np.testing.assert_allclose(np.load(folder / f"{name}.npy").astype(np.float32),
+                                   values.astype(np.float32), rtol=1e-3, atol=1e-5)
