@@ -264,8 +264,11 @@ def probe_cache_path(filename: str) -> Path:
 def video_path(filename: str) -> Path:
     """Path of a listed video; names that would leave videos/ are an input error."""
     base = videos_dir()
-    candidate = (base / filename).resolve()
-    if Path(filename).is_absolute() or base.resolve() not in candidate.parents:
+    # normalised, not resolved: a video that is a symlink to elsewhere is the user's choice,
+    # a name that climbs out of videos/ is not
+    candidate = Path(os.path.normpath(base / filename))
+    if Path(filename).is_absolute() or ".." in Path(filename).parts or \
+            base not in candidate.parents:
         raise InputError(f"{filename!r}: video names must stay inside {base} (no absolute "
                          f"paths, no '..'); fix the filename column")
     return candidate
@@ -651,3 +654,17 @@ def default_threads() -> int:
     if text.isdigit() and int(text) > 0:
         return int(text)
     return os.cpu_count() or 1
+
+
+def run_main(main) -> None:
+    """Runs a script's main(); bad input ends in one line naming the file and the fix.
+
+    InputError is the user's to fix, so it gets no traceback (exit code 2); anything else
+    is a bug and keeps its traceback.
+    """
+    try:
+        main()
+    except InputError as error:
+        setup_logging()
+        print(f"error: {error}", file=sys.stderr, flush=True)
+        raise SystemExit(2) from None

@@ -50,7 +50,7 @@ import soundfile
 
 import a00_common  # its PRIMATRIX_CLASSES is read through the module, so it is no tunable here
 from a00_common import (PROJECT_ROOT, atomic_path, logger, parse_config, progress, read_json,
-                        set_seeds, tool_path, write_csv, write_json)
+                        run_main, set_seeds, tool_path, write_csv, write_json)
 
 # --- size
 N_TRAIN = 200                  # labelled clips (train_labels.csv)
@@ -1549,4 +1549,4 @@ def json_round_trip(settings: dict) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

@@ -33,9 +33,9 @@ from concurrent.futures.process import BrokenProcessPool
 import pandas as pd
 
 from a00_common import (cache_dir, config_hash, data_dir, load_video_table, logger, parse_config,
-                        parse_part, probe_cache_path, progress, read_json, safe_cache_name,
-                        short_error, up_to_date, video_path, write_array, write_csv, write_json,
-                        write_stage_failures)
+                        parse_part, probe_cache_path, progress, read_json, run_main,
+                        safe_cache_name, short_error, up_to_date, video_path, write_array,
+                        write_csv, write_json, write_stage_failures)
 from a01_video_io import VideoError, decode_sampled_frames, extract_audio, probe_video, \
     summarize_probe
 
@@ -265,4 +265,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

@@ -26,8 +26,8 @@ import os
 import numpy as np
 import pandas as pd
 
-from a00_common import (InputError, cache_dir, input_dir, load_train_labels, load_video_table,
-                        logger, metadata_dir, parse_config, probe_cache_path, read_json,
+from a00_common import (cache_dir, input_dir, InputError, load_train_labels, load_video_table,
+                        logger, metadata_dir, parse_config, probe_cache_path, read_json, run_main,
                         up_to_date, video_path, write_csv)
 
 N_FOLDS = 5                    # cross-validation folds for every level
@@ -195,4 +195,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

@@ -56,8 +56,8 @@ import pandas as pd
 
 from a00_common import (atomic_path, cache_dir, config_hash, data_dir, features_dir, logger,
                         parse_config, parse_part, print_jobs, progress, read_array, read_arrays,
-                        read_json, short_error, up_to_date, write_arrays, write_csv, write_json,
-                        write_stage_failures)
+                        read_json, run_main, short_error, up_to_date, write_arrays, write_csv,
+                        write_json, write_stage_failures)
 
 EXTRACTORS = ("hashes", "audio_logmel", "effnet_lite0")   # what a plain run extracts
 SHARD_SIZE = 64                # videos per resumable work unit
@@ -771,4 +771,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

@@ -25,8 +25,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from a00_common import (level1_dir, load_folds, load_submission_format, load_train_labels,
-                        logger, metadata_dir, parse_config, predictions_dir, read_json,
+from a00_common import (level1_dir, load_folds, load_submission_format, load_train_labels, logger,
+                        metadata_dir, parse_config, predictions_dir, read_json, run_main,
                         up_to_date, write_csv, write_json)
 
 NEIGHBOR_K = (1, 2, 5, 10)     # ±K neighbours averaged (K before and K after, self excluded)
@@ -175,4 +175,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

@@ -36,11 +36,11 @@ import numpy as np
 import pandas as pd
 
 from a00_common import (SEED, append_scores, atomic_path, config_hash, data_dir, default_threads,
-                        git_commit, level1_dir,
-                        level2_dir, load_folds, load_submission_format, load_train_labels, logger,
-                        mean_log_loss, metadata_dir, models_dir, parse_config, prediction_frame,
-                        predictions_dir, print_jobs, prior_probabilities, progress, read_json,
-                        set_seeds, up_to_date, write_csv, write_json)
+                        git_commit, level1_dir, level2_dir, load_folds, load_submission_format,
+                        load_train_labels, logger, mean_log_loss, metadata_dir, models_dir,
+                        parse_config, prediction_frame, predictions_dir, print_jobs,
+                        prior_probabilities, progress, read_json, run_main, set_seeds, up_to_date,
+                        write_csv, write_json)
 
 STACKERS = ("lgbm", "xgb", "mlp")   # a plain run fits these
 STACKER_SEED = SEED
@@ -475,4 +475,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

@@ -30,7 +30,7 @@ import pandas as pd
 from a00_common import (PROBABILITY_CLIP, append_scores, check_prediction_table, config_hash,
                         data_dir, level1_dir, level2_dir, load_folds, load_submission_format,
                         load_train_labels, logger, mean_log_loss, parse_config, prediction_frame,
-                        predictions_dir, prior_probabilities, read_json, reports_dir,
+                        predictions_dir, prior_probabilities, read_json, reports_dir, run_main,
                         submissions_dir, up_to_date, write_csv, write_json)
 
 ENSEMBLE_LEVEL = "level2"      # which tables are blended: "level2" (stackers) or "level1"
@@ -295,4 +295,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

@@ -27,10 +27,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from a00_common import (PROBABILITY_CLIP, SEED, InputError, atomic_path, load_submission_format,
+from a00_common import (PROBABILITY_CLIP, SEED, atomic_path, InputError, load_submission_format,
                         load_train_labels, logger, parse_config, predictions_dir, progress,
-                        read_prediction_table, reports_dir, short_error, tool_path, up_to_date,
-                        video_path)
+                        read_prediction_table, reports_dir, run_main, short_error, tool_path,
+                        up_to_date, video_path)
 from a01_video_io import VideoError, probe_video, summarize_probe
 
 # --- which videos
@@ -402,4 +402,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

@@ -42,7 +42,7 @@ import sys
 import time
 from pathlib import Path
 
-from a00_common import PROJECT_ROOT, data_dir, logger, parse_config, write_csv
+from a00_common import (PROJECT_ROOT, data_dir, logger, parse_config, run_main, write_csv)
 
 PARTS = 0                      # r10/r12 parts per stage; 0 = one per worker (or Ray CPU)
 POLL_SECONDS = 0.2             # how often finished jobs are collected
@@ -487,4 +487,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

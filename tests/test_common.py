@@ -192,3 +192,14 @@ def test_scores_are_appended_by_concurrent_writers(tmp_path, monkeypatch):
     table = pd.read_csv(tmp_path / "reports" / "scores.csv")
     assert sorted(table["model"]) == sorted(f"m{i}" for i in range(8))
     assert not [p for p in os.listdir(tmp_path / "reports") if p.startswith(".tmp-")]
+
+
+def test_a_video_that_is_a_symlink_is_allowed_but_climbing_out_is_not(data_folder, tmp_path):
+    elsewhere = tmp_path / "elsewhere.mp4"
+    elsewhere.write_bytes(b"x")
+    (data_folder / "videos" / "linked.mp4").symlink_to(elsewhere)
+    assert common.video_path("linked.mp4") == data_folder / "videos" / "linked.mp4"
+    assert common.video_path("site a/clip 1.mp4").name == "clip 1.mp4"
+    for name in ("../x.mp4", "a/../../x.mp4", str(elsewhere)):
+        with pytest.raises(InputError, match="must stay inside"):
+            common.video_path(name)

@@ -1,0 +1,32 @@
+"""The tiny chain the tests share: its data set, its settings, and how to run it."""
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+TINY_DATA = ["--n_train", "30", "--n_test", "10", "--min_seconds", "1", "--max_seconds", "2",
+             "--cameras", "160x120@8,128x96@6", "--seed", "3"]
+# small and fast settings for every stage; the same for every run so results compare
+CHAIN = ["--pass", "r10:--frames_per_video 8 --frame_size 64",
+         "--pass", "r11:--n_folds 3",
+         "--pass", "r12:--image_size 64",
+         "--pass", "r21:--epochs 3 --models gru_effnet_lite0,lgbm_tabular",
+         "--pass", "r50:--lgbm_rounds 40 --xgb_rounds 40 --mlp_epochs 5"]
+MODELS = ["gru_effnet_lite0", "lgbm_tabular"]
+STACKERS = ["lgbm", "xgb", "mlp"]
+
+
+def run_all(data: Path, *extra: str, timeout: float = 600) -> subprocess.CompletedProcess:
+    result = subprocess.run([sys.executable, str(PROJECT_ROOT / "run_all.py"), "--data",
+                             str(data), *CHAIN, *extra], capture_output=True, text=True,
+                            timeout=timeout, cwd=data)
+    return result
+
+
+def copy_input(source: Path, destination: Path) -> Path:
+    shutil.copytree(source / "input", destination / "input")
+    shutil.copytree(source / "demo_truth", destination / "demo_truth")
+    return destination
