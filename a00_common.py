@@ -411,12 +411,14 @@ def load_train_labels() -> tuple[pd.DataFrame, list[str]]:
     if len(table) == 0:
         raise InputError(f"{path}: no rows; training needs labelled videos")
     values = table[classes]
-    bad = ~values.isin([0, 1, 0.0, 1.0])
+    # a column holding one word is read as text: compare numbers, report the text
+    numbers = values.apply(pd.to_numeric, errors="coerce")
+    bad = ~numbers.isin([0, 1])
     if bad.to_numpy().any():
         row, column = np.argwhere(bad.to_numpy())[0]
         raise InputError(f"{path}: line {row + 2}, column {classes[column]!r}: label "
-                         f"{values.iat[row, column]!r} is not 0 or 1")
-    table[classes] = values.astype(np.int8)
+                         f"{str(values.iat[row, column])!r} is not 0 or 1")
+    table[classes] = numbers.astype(np.int8)
     return table, classes
 
 
@@ -531,6 +533,42 @@ def prior_probabilities(labels: np.ndarray, smoothing: float = 0.5) -> np.ndarra
     """Class frequencies with add-half smoothing, so an absent class is not predicted 0."""
     labels = np.asarray(labels, dtype=np.float64)
     return (labels.sum(axis=0) + smoothing) / (len(labels) + 2 * smoothing)
+
+
+def _softmax(values: np.ndarray) -> np.ndarray:
+    shifted = np.exp(values - values.max())
+    return shifted / shifted.sum()
+
+
+def fit_blend_weights(predictions: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Non-negative weights summing to one that minimise the log loss of the weighted mean.
+
+    `predictions` is (models, rows, classes). Optimised over a softmax parametrisation with
+    L-BFGS from equal weights; the loss is convex in the weights, so this is the optimum.
+    """
+    from scipy.optimize import minimize
+    count = predictions.shape[0]
+    if count == 1:
+        return np.ones(1)
+    clipped = np.clip(predictions, PROBABILITY_CLIP, 1 - PROBABILITY_CLIP)
+    labels = labels.astype(np.float64)
+
+    def loss_and_gradient(parameters):
+        weights = _softmax(parameters)
+        blend = np.clip(np.tensordot(weights, clipped, axes=1), PROBABILITY_CLIP,
+                        1 - PROBABILITY_CLIP)
+        loss = -np.mean(labels * np.log(blend) + (1 - labels) * np.log(1 - blend))
+        derivative = (-(labels / blend) + (1 - labels) / (1 - blend)) / labels.size
+        gradient_weights = np.array([np.sum(derivative * clipped[m]) for m in range(count)])
+        # chain rule through the softmax
+        gradient = weights * (gradient_weights - np.dot(weights, gradient_weights))
+        return loss, gradient
+
+    result = minimize(loss_and_gradient, np.zeros(count), jac=True, method="L-BFGS-B",
+                      options={"maxiter": 500, "gtol": 1e-10})
+    weights = _softmax(result.x)
+    weights[weights < 1e-6] = 0.0
+    return weights / weights.sum()
 
 
 # ----------------------------------------------------------------------------- predictions

@@ -30,6 +30,7 @@ import multiprocessing
 import os
 from concurrent.futures.process import BrokenProcessPool
 
+import numpy as np
 import pandas as pd
 
 from a00_common import (cache_dir, config_hash, data_dir, load_video_table, logger, parse_config,
@@ -98,12 +99,25 @@ def probe_and_extract_audio(filename: str, paths: dict) -> tuple[dict | None, li
         return summary, [f"audio: {short_error(error)}"], ""
 
 
+def outputs_readable(record: dict) -> bool:
+    """The record's frame and audio files exist and open (a header check, not a full read);
+    a damaged or deleted cache file makes the video be processed again."""
+    try:
+        if record.get("frames_path"):
+            np.load(cache_dir() / record["frames_path"], mmap_mode="r", allow_pickle=False)
+        if record.get("audio_path") and (cache_dir() / record["audio_path"]).stat().st_size <= 44:
+            return False
+    except (OSError, ValueError, EOFError):
+        return False
+    return True
+
+
 def preprocess_video(filename: str, force: bool) -> dict:
     """Probe, frames and audio of one video; returns its record (also saved to disk)."""
     paths = output_paths(filename)
     if up_to_date(paths["record"], force):
         record = read_json(paths["record"])
-        if record is not None:
+        if record is not None and outputs_readable(record):
             return record
     record = {"filename": filename, "frames_path": "", "frames_decoded": 0,
               "audio_path": "", "errors": []}

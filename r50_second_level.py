@@ -23,10 +23,12 @@ output per class in one multi-output model: true multi-label, never softmax over
 `mlp` (Keras MLP with sigmoid outputs). A `_no_neighbors` suffix leaves out the r48
 features, to measure what they are worth.
 
-Validation is the level-1 outer folds: the stacker of fold k is fitted on the other folds'
-rows (their level-1 OOF predictions as features) and predicts fold k. Early stopping uses an
-inner split of the training rows (whole visits, never split); the GBMs are then refitted on
-all training rows with the number of rounds found.
+Every stacker starts from the level-1 blend (non-negative weights summing to one, fitted on
+the outer fold's training rows) and learns a correction. Validation is the level-1 outer
+folds: the stacker of fold k is fitted on the other folds' rows (their level-1 OOF
+predictions as features) and predicts fold k. Early stopping uses an inner split of the
+training rows (whole visits, never split); the GBMs are then refitted on all training rows
+with the number of rounds found.
 """
 from __future__ import annotations
 
@@ -35,7 +37,7 @@ import hashlib
 import numpy as np
 import pandas as pd
 
-from a00_common import (SEED, append_scores, atomic_path, config_hash, data_dir, default_threads,
+from a00_common import (SEED, append_scores, fit_blend_weights, atomic_path, config_hash, data_dir, default_threads,
                         git_commit, level1_dir, level2_dir, load_folds, load_submission_format,
                         load_train_labels, logger, mean_log_loss, metadata_dir, models_dir,
                         parse_config, prediction_frame, predictions_dir, print_jobs,
@@ -128,12 +130,14 @@ def _read_table(path, filenames, what: str) -> pd.DataFrame:
 
 
 class FeatureTable:
-    """A stacker's inputs: the feature matrix, each column's class (None = all classes), and
-    the base logits (mean of the level-1 logits) that the stackers learn to correct."""
+    """A stacker's inputs: the feature matrix, each column's class (None = all classes), the
+    level-1 probabilities, and the base logits that the stackers learn to correct."""
 
-    def __init__(self, frame: pd.DataFrame, column_class: list, base_logits: np.ndarray):
-        self.frame, self.column_class, self.base_logits = frame, column_class, base_logits
+    def __init__(self, frame: pd.DataFrame, column_class: list, level1: np.ndarray):
+        self.frame, self.column_class, self.level1 = frame, column_class, level1
         self._matrix = frame.to_numpy(np.float32)
+        self.base_logits = logits(level1.mean(axis=0)) if len(level1) else \
+            np.zeros((len(frame), 0))
 
     @property
     def names(self) -> list[str]:
@@ -141,6 +145,10 @@ class FeatureTable:
 
     def matrix(self) -> np.ndarray:
         return self._matrix
+
+    def set_base(self, weights: np.ndarray) -> None:
+        """The base: the level-1 blend with these weights (fitted on the outer fold's rows)."""
+        self.base_logits = logits(np.tensordot(weights, self.level1, axes=1))
 
     def class_columns(self, class_name: str) -> np.ndarray:
         """Columns a per-class model reads: global ones and those of its own class."""
@@ -167,18 +175,20 @@ def build_feature_table(split: str, filenames, classes: list[str], models: list[
     suffix = "oof" if split == "train" else "test"
     tabular = load_tabular(filenames).reset_index(drop=True).add_prefix("meta:")
     parts, owners = [tabular], [None] * tabular.shape[1]
-    model_logits = []
+    probabilities = []
     for model in models:
         table = _read_table(level1_dir() / f"{model}_{suffix}.csv", filenames,
                             f"rerun r31/r40 for {model}")
-        values = logits(table[classes].to_numpy(np.float64))
-        model_logits.append(values)
-        parts.append(pd.DataFrame(values, columns=[f"l1:{model}:{c}" for c in classes]))
+        probabilities.append(table[classes].to_numpy(np.float64))
+        parts.append(pd.DataFrame(logits(probabilities[-1]),
+                                  columns=[f"l1:{model}:{c}" for c in classes]))
         owners += list(classes)
-    base = np.mean(model_logits, axis=0) if model_logits else \
+    level1 = np.stack(probabilities) if probabilities else \
+        np.zeros((0, len(filenames), len(classes)))
+    mean_logits = logits(level1.mean(axis=0)) if probabilities else \
         np.zeros((len(filenames), len(classes)))
     # the blend of every class is global: "blank" or "human" likely informs every species
-    parts.append(pd.DataFrame(base, columns=[f"blend:{c}" for c in classes]))
+    parts.append(pd.DataFrame(mean_logits, columns=[f"blend:{c}" for c in classes]))
     owners += [None] * len(classes)
     if use_neighbors:
         table = _read_table(predictions_dir() / f"neighbors_{suffix}.csv", filenames,
@@ -187,7 +197,7 @@ def build_feature_table(split: str, filenames, classes: list[str], models: list[
         parts.append(table.add_prefix("nb:"))
     features = pd.concat(parts, axis=1).astype(np.float32)
     features.index = list(filenames)
-    return FeatureTable(features, owners, base)
+    return FeatureTable(features, owners, level1)
 
 
 def inner_split(sequences: np.ndarray, fraction: float, seed: int) -> tuple:
@@ -389,6 +399,7 @@ def run_stacker(name: str, force: bool) -> None:
     folder = models_dir("level2") / name
     oof = np.full(labels.shape, np.nan)
     test_predictions, importance, scores = [], np.zeros(len(feature_names)), []
+    base_weights = []
     test_rows = np.arange(len(submission))
     fold_numbers = sorted(int(k) for k in np.unique(fold_of_row))
     for fold in progress(fold_numbers, desc=f"r50 {name} folds", unit="fold"):
@@ -398,6 +409,12 @@ def run_stacker(name: str, force: bool) -> None:
                                             settings["inner_validation_fraction"],
                                             STACKER_SEED + fold)
         prior = prior_probabilities(labels[train_rows])
+        # the base every stacker corrects: the level-1 blend whose weights are fitted on
+        # this outer fold's training rows only, so weak models do not dilute it
+        blend_weights = fit_blend_weights(train_table.level1[:, train_rows], labels[train_rows])
+        train_table.set_base(blend_weights)
+        test_table.set_base(blend_weights)
+        base_weights.append(dict(zip(models, np.round(blend_weights, 4).tolist())))
         if base == "lgbm":
             fitted = fit_lightgbm(train_table, train_rows, labels[train_rows], fit_local,
                                   stop_local, settings, prior, classes)
@@ -449,6 +466,7 @@ def run_stacker(name: str, force: bool) -> None:
         importance_table = importance_table.sort_values("importance", ascending=False)
         write_csv(importance_table, folder / "importance.csv")
     write_json({**config, "stamp": stamp, "features": len(feature_names),
+                "base_weights_by_fold": base_weights,
                 "commit": git_commit()}, folder / "config.json")
     write_csv(prediction_frame(labels_table["filename"], classes, oof), oof_path)
     write_csv(prediction_frame(submission["filename"], classes, test), test_path)

@@ -27,7 +27,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from a00_common import (PROBABILITY_CLIP, append_scores, check_prediction_table, config_hash,
+from a00_common import (PROBABILITY_CLIP, fit_blend_weights, append_scores, check_prediction_table, config_hash,
                         data_dir, level1_dir, level2_dir, load_folds, load_submission_format,
                         load_train_labels, logger, mean_log_loss, parse_config, prediction_frame,
                         predictions_dir, prior_probabilities, read_json, reports_dir, run_main,
@@ -43,48 +43,13 @@ REPORT = True                  # rebuild reports/report.html
 
 # ----------------------------------------------------------------------------- weights
 
-def _softmax(values: np.ndarray) -> np.ndarray:
-    shifted = np.exp(values - values.max())
-    return shifted / shifted.sum()
-
-
-def fit_weights(predictions: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    """Non-negative weights summing to one that minimise the log loss of the weighted mean.
-
-    `predictions` is (models, rows, classes). Optimised over a softmax parametrisation with
-    L-BFGS from equal weights; the loss is convex in the weights, so this is the optimum.
-    """
-    from scipy.optimize import minimize
-    count = predictions.shape[0]
-    if count == 1:
-        return np.ones(1)
-    clipped = np.clip(predictions, PROBABILITY_CLIP, 1 - PROBABILITY_CLIP)
-    labels = labels.astype(np.float64)
-
-    def loss_and_gradient(parameters):
-        weights = _softmax(parameters)
-        blend = np.clip(np.tensordot(weights, clipped, axes=1), PROBABILITY_CLIP,
-                        1 - PROBABILITY_CLIP)
-        loss = -np.mean(labels * np.log(blend) + (1 - labels) * np.log(1 - blend))
-        derivative = (-(labels / blend) + (1 - labels) / (1 - blend)) / labels.size
-        gradient_weights = np.array([np.sum(derivative * clipped[m]) for m in range(count)])
-        # chain rule through the softmax
-        gradient = weights * (gradient_weights - np.dot(weights, gradient_weights))
-        return loss, gradient
-
-    result = minimize(loss_and_gradient, np.zeros(count), jac=True, method="L-BFGS-B",
-                      options={"maxiter": 500, "gtol": 1e-10})
-    weights = _softmax(result.x)
-    weights[weights < 1e-6] = 0.0
-    return weights / weights.sum()
-
-
 def fit_class_weights(predictions: np.ndarray, labels: np.ndarray, per_class: bool) -> np.ndarray:
     """(classes, models) weights: one row repeated, or one fit per class."""
     classes = labels.shape[1]
     if not per_class:
-        return np.tile(fit_weights(predictions, labels), (classes, 1))
-    return np.stack([fit_weights(predictions[:, :, [c]], labels[:, [c]]) for c in range(classes)])
+        return np.tile(fit_blend_weights(predictions, labels), (classes, 1))
+    return np.stack([fit_blend_weights(predictions[:, :, [c]], labels[:, [c]])
+                     for c in range(classes)])
 
 
 def blend(predictions: np.ndarray, class_weights: np.ndarray) -> np.ndarray:

@@ -137,7 +137,7 @@ def data_folder(tmp_path, monkeypatch):
 @pytest.mark.parametrize("content, message", [
     ("name,bird\na.mp4,1\n", "no 'filename' column"),
     ("filename,bird\na.mp4,1\na.mp4,0\n", "appears more than once"),
-    ("filename,bird\na.mp4,2\n", "line 2, column 'bird'"),
+    ("filename,bird\na.mp4,2\n", "line 2, column 'bird': label '2' is not 0 or 1"),
     ("filename,bird\n../a.mp4,1\n", "must stay inside"),
     ("filename,bird\n/etc/passwd,1\n", "must stay inside"),
 ])

@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+import a00_common as common
 import r50_second_level as r50
 import r60_ensemble as r60
 
@@ -19,7 +20,7 @@ def _two_models(rows_positive: int, rows_negative: int) -> tuple[np.ndarray, np.
 def test_weights_reach_the_known_optimum():
     # 3 positives, 1 negative: the best constant is 0.75, so w_A = (0.75 - 0.1) / 0.8
     predictions, labels = _two_models(3, 1)
-    weights = r60.fit_weights(predictions, labels)
+    weights = common.fit_blend_weights(predictions, labels)
     assert weights == pytest.approx([0.8125, 0.1875], abs=1e-4)
     assert weights.sum() == pytest.approx(1.0) and (weights >= 0).all()
 
@@ -28,7 +29,7 @@ def test_a_useless_model_gets_no_weight():
     labels = np.array([[1.0], [0.0], [1.0], [0.0]])
     good = np.array([[0.9], [0.1], [0.8], [0.2]])
     useless = np.full((4, 1), 0.5)
-    weights = r60.fit_weights(np.stack([good, useless]), labels)
+    weights = common.fit_blend_weights(np.stack([good, useless]), labels)
     assert weights == pytest.approx([1.0, 0.0], abs=1e-4)
 
 
