@@ -5,17 +5,20 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 DATA ?=
-WORKERS ?= 1
+WORKERS ?= 2
+DEMO := data/demo
 export PYTHONUNBUFFERED := 1
 # Quiet TensorFlow's C++ start-up banner; errors still show.
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: demo run chain test tools venv clean-demo help
+.PHONY: help demo run test tools venv bench clean-demo
 
 help:
-	@echo "make demo          install, build the demo data, run the whole chain, print scores"
-	@echo "make run DATA=dir  run the chain on a data folder in the contract layout"
-	@echo "make test          run the test suite"
+	@echo "make demo              install, build the demo data, run the whole chain, print scores"
+	@echo "make run DATA=dir      run the chain on a data folder in the contract layout"
+	@echo "                       (WORKERS=N runs N jobs at once; or set TRAPSTACK_DATA)"
+	@echo "make test              run the test suite"
+	@echo "make bench             the speed benchmarks (bench/), on the demo data"
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt requirements-ray.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -33,17 +36,28 @@ tools:
 		echo "installing ffmpeg (Debian package)"; \
 		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq ffmpeg >/dev/null; \
 	else echo "ffmpeg/ffprobe not found: install ffmpeg with your package manager"; exit 1; fi
+	@ffprobe -version >/dev/null || { echo "ffprobe does not run"; exit 1; }
 
+# The chain's job log goes to the screen; the score table is printed again at the end
+# (r60 answers "up to date" and prints it), then where the outputs are.
 demo: venv tools
 	$(PY) r00_make_demo_data.py
-	$(PY) run_all.py --data data/demo --workers $(WORKERS)
+	$(PY) run_all.py --data $(DEMO) --workers $(WORKERS)
+	@$(PY) r60_ensemble.py --data $(DEMO) 2>/dev/null
+	@echo "report: $(DEMO)/reports/report.html"
 
 run: venv tools
 	@test -n "$(DATA)" || test -n "$$TRAPSTACK_DATA" || { echo "usage: make run DATA=dir"; exit 2; }
 	$(PY) run_all.py $(if $(DATA),--data $(DATA)) --workers $(WORKERS)
+	@$(PY) r60_ensemble.py $(if $(DATA),--data $(DATA)) 2>/dev/null
 
 test: venv tools
 	$(PY) -m pytest -q tests
 
+bench: venv tools
+	@test -f $(DEMO)/input/train_labels.csv || $(PY) r00_make_demo_data.py
+	$(PY) bench/bench_features.py --data $(DEMO)
+	$(PY) bench/bench_parallel.py --data $(DEMO)
+
 clean-demo:
-	rm -rf data/demo
+	rm -rf $(DEMO)

@@ -251,9 +251,19 @@ MODELS: dict[str, ModelSpec] = {
 
 
 def get_spec(name: str) -> ModelSpec:
-    if name not in MODELS:
-        raise ValueError(f"unknown model {name!r}; known models: {', '.join(sorted(MODELS))}")
-    return MODELS[name]
+    """A registered model, or a sequence head over any backbone r12 can extract:
+    `<head>_<backbone>[_skip]`, e.g. `gru_resnet50_skip` or `attention_inception_v3`."""
+    if name in MODELS:
+        return MODELS[name]
+    from a02_backbones import BACKBONES
+    for head in SEQUENCE_HEADS:
+        extractor = name[len(head) + 1:] if name.startswith(head + "_") else ""
+        backbone = extractor[:-len("_skip")] if extractor.endswith("_skip") else extractor
+        if backbone in BACKBONES:
+            return _sequence_models(extractor)[name]
+    raise ValueError(f"unknown model {name!r}; known models: {', '.join(sorted(MODELS))}, "
+                     f"or <{'|'.join(SEQUENCE_HEADS)}>_<backbone>[_skip] for a backbone in "
+                     f"{', '.join(BACKBONES)}")
 
 
 # ----------------------------------------------------------------------------- settings

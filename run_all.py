@@ -140,11 +140,18 @@ class Chain:
     def expand_models(self) -> None:
         force = ["--force"] if self.options.force else []
         models = {}
-        for entry in self.list_jobs("r21"):
+        selection = (["--model", self.options.model] if self.options.model else []) + \
+            (["--fold", str(self.options.fold)] if self.options.fold is not None else [])
+        for entry in self.list_jobs("r21", selection):
             model, fold = entry["model"], int(entry["fold"])
             models.setdefault(model, [])
             key = f"r21:{model}:fold{fold}"
             models[model].append(key)
+            for extractor in entry.get("extractors", []):
+                if f"r12:{extractor}" not in self.jobs:
+                    # a model reads features r12's EXTRACTORS leave out: extract them too
+                    self.add(Job(f"r12:{extractor}", "r12", ["--extractor", extractor, *force],
+                                 ["r10"], gpu=extractor not in ("hashes", "audio_logmel")))
             self.add(Job(key, "r21", ["--model", model, "--fold", str(fold), *force],
                          ["r11"] + [f"r12:{x}" for x in entry.get("extractors", [])],
                          gpu=entry.get("gpu", False)))
@@ -455,6 +462,10 @@ def main() -> None:
         if args.until not in SCRIPTS:
             raise SystemExit(f"run_all: --until must be one of {', '.join(SCRIPTS)}")
         args.until = int(args.until[1:])
+    if args.fold is not None and (args.until is None or args.until > 21):
+        # r31 on needs every fold of a model: one fold is a training job only
+        logger.info("run_all: --fold %d: stopping after r21", args.fold)
+        args.until = 21
     if args.workers < 1:
         raise SystemExit("run_all: --workers must be at least 1")
     if args.ray is None and os.environ.get("RAY_ADDRESS"):

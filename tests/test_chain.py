@@ -162,3 +162,18 @@ def test_a_failed_job_stops_its_dependants_and_names_its_log(tiny, tmp_path):
     assert table.loc["r21:lgbm_tabular:fold2", "status"] == "done"
     assert table.loc["r31:lgbm_tabular", "status"] == "done"
     assert table.loc["r31:gru_effnet_lite0", "status"] == "blocked"
+
+
+def test_one_model_by_name_extracts_the_features_it_needs(reference, tmp_path):
+    data = tmp_path / "one_model"
+    shutil.copytree(reference, data)
+    # random_lite0 is not in r12's EXTRACTORS: run_all must add its feature job
+    result = run_all(data, "--model", "gru_random_lite0", "--fold", "1")
+    assert result.returncode == 0, result.stderr[-3000:]
+    table = pd.read_csv(data / "logs" / "run_all.csv").set_index("job")
+    assert table.loc["r12:random_lite0", "status"] == "done"
+    assert table.loc["r21:gru_random_lite0:fold1", "status"] == "done"
+    assert not any(key.startswith(("r21:gru_effnet_lite0", "r31", "r48")) for key in table.index)
+    assert (data / "features" / "random_lite0" / "features.npy").exists()
+    assert sorted(p.name for p in (data / "models" / "gru_random_lite0").glob("fold*.weights.h5")) \
+        == ["fold1.weights.h5"]
