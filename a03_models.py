@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from a00_common import (atomic_path, cache_dir, default_threads, features_dir, mean_log_loss,
-                        metadata_dir, read_json, set_seeds, write_json)
+                        metadata_dir, models_dir, read_json, set_seeds, write_json)
 
 
 # ----------------------------------------------------------------------------- inputs
@@ -891,3 +891,32 @@ def predict_fold(spec, inputs, fold_dir, fold, n_classes, settings, time_augment
         return predict_lightgbm(inputs, fold_dir, fold, n_classes)
     return predict_keras(spec, inputs, fold_dir, fold, n_classes, settings, time_augmentation,
                          flip_augmentation)
+
+
+# ----------------------------------------------------------------------------- trained models
+# r31 (OOF) and r40 (test) read trained models the same way: these keep them in step.
+
+def trained_models() -> list[str]:
+    """Names of the models r21 has trained (a models/<name>/config.json exists)."""
+    root = models_dir("x").parent
+    return sorted(p.parent.name for p in root.glob("*/config.json")) if root.is_dir() else []
+
+
+def trained_config(name: str, folds: list[int], stage: str) -> dict:
+    """A trained model's config.json, after checking every fold was trained with it."""
+    config = read_json(models_dir(name) / "config.json")
+    if config is None:
+        raise SystemExit(f"{models_dir(name)}/config.json is missing: train {name} with r21 "
+                         f"first")
+    for fold in folds:
+        if (read_json(models_dir(name) / f"fold{fold}.json") or {}).get("config_hash") != \
+                config["config_hash"]:
+            raise SystemExit(f"{stage} {name}: fold {fold} is missing or was trained with other "
+                             f"settings; run r21_train_models.py --model {name} --fold {fold}")
+    return config
+
+
+def prediction_stamp(model_config_hash: str, time_augmentation: int,
+                     flip_augmentation: bool) -> str:
+    """Names how predictions were made: the trained state and the test-time views."""
+    return f"{model_config_hash}-tta{time_augmentation}-flip{int(flip_augmentation)}"

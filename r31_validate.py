@@ -36,39 +36,24 @@ TIME_AUGMENTATION = 2          # temporal views averaged per prediction (1 = non
 FLIP_AUGMENTATION = True       # also average left-right mirrored clips (3D CNN); as in r40
 
 
-def tta_stamp(model_config_hash: str) -> str:
-    """Names how predictions were made: the trained state and the test-time views."""
-    return f"{model_config_hash}-tta{TIME_AUGMENTATION}-flip{int(FLIP_AUGMENTATION)}"
-
-
-def trained_models() -> list[str]:
-    root = models_dir("x").parent
-    return sorted(p.parent.name for p in root.glob("*/config.json")) if root.is_dir() else []
-
-
 def validate_model(name: str, force: bool) -> None:
-    from a03_models import get_spec, load_inputs, predict_fold
+    from a03_models import get_spec, load_inputs, predict_fold, prediction_stamp, trained_config
     output = level1_dir() / f"{name}_oof.csv"
-    config = read_json(models_dir(name) / "config.json")
-    if config is None:
-        raise SystemExit(f"{models_dir(name)}/config.json is missing: train {name} with r21 first")
-    stamp = tta_stamp(config["config_hash"])
+    labels_table, classes = load_train_labels()
+    folds = load_folds(labels_table["filename"])
+    fold_numbers = sorted(int(k) for k in folds["fold"].unique())
+    config = trained_config(name, fold_numbers, "r31")
+    stamp = prediction_stamp(config["config_hash"], TIME_AUGMENTATION, FLIP_AUGMENTATION)
     if up_to_date(output, force) and (read_json(output.with_suffix(".json")) or {}).get(
             "stamp") == stamp:
         logger.info("r31 %s: up to date", name)
         return
     spec = get_spec(name)
-    labels_table, classes = load_train_labels()
-    folds = load_folds(labels_table["filename"])
     inputs = load_inputs(spec, labels_table["filename"], config["settings"])
     labels = labels_table[classes].to_numpy(np.float64)
     predictions = np.full(labels.shape, np.nan)
     by_fold, scores = [], []
-    for fold in sorted(int(k) for k in folds["fold"].unique()):
-        fold_info = read_json(models_dir(name) / f"fold{fold}.json") or {}
-        if fold_info.get("config_hash") != config["config_hash"]:
-            raise SystemExit(f"r31 {name}: fold {fold} is missing or was trained with other "
-                             f"settings; run r21_train_models.py --model {name} --fold {fold}")
+    for fold in fold_numbers:
         rows = np.flatnonzero(folds["fold"].to_numpy() == fold)
         fold_predictions = predict_fold(spec, inputs, models_dir(name), fold, len(classes),
                                         config["settings"], TIME_AUGMENTATION,
@@ -94,6 +79,7 @@ def validate_model(name: str, force: bool) -> None:
 
 def main() -> None:
     args = parse_config(globals(), __doc__)
+    from a03_models import trained_models
     names = [args.model] if args.model else trained_models()
     if not names:
         raise SystemExit("r31: no trained models under models/: run r21_train_models.py first")

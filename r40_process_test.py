@@ -30,38 +30,21 @@ TIME_AUGMENTATION = 2          # temporal views averaged per prediction (1 = non
 FLIP_AUGMENTATION = True       # also average left-right mirrored clips (3D CNN); as in r31
 
 
-def tta_stamp(model_config_hash: str) -> str:
-    """Names how predictions were made: the trained state and the test-time views."""
-    return f"{model_config_hash}-tta{TIME_AUGMENTATION}-flip{int(FLIP_AUGMENTATION)}"
-
-
-def trained_models() -> list[str]:
-    root = models_dir("x").parent
-    return sorted(p.parent.name for p in root.glob("*/config.json")) if root.is_dir() else []
-
-
 def process_model(name: str, force: bool) -> None:
-    from a03_models import get_spec, load_inputs, predict_fold
+    from a03_models import get_spec, load_inputs, predict_fold, prediction_stamp, trained_config
     output = level1_dir() / f"{name}_test.csv"
-    config = read_json(models_dir(name) / "config.json")
-    if config is None:
-        raise SystemExit(f"{models_dir(name)}/config.json is missing: train {name} with r21 first")
-    stamp = tta_stamp(config["config_hash"])
+    labels_table, classes = load_train_labels()
+    # the folds of folds.csv, as in r31: a fold that is missing is an error, not a silent
+    # mean over fewer models
+    folds = sorted(int(k) for k in load_folds(labels_table["filename"])["fold"].unique())
+    config = trained_config(name, folds, "r40")
+    stamp = prediction_stamp(config["config_hash"], TIME_AUGMENTATION, FLIP_AUGMENTATION)
     if up_to_date(output, force) and (read_json(output.with_suffix(".json")) or {}).get(
             "stamp") == stamp:
         logger.info("r40 %s: up to date", name)
         return
     spec = get_spec(name)
-    labels_table, classes = load_train_labels()
     submission = load_submission_format(classes)
-    # the folds of folds.csv, as in r31: a fold that is missing is an error, not a silent
-    # mean over fewer models
-    folds = sorted(int(k) for k in load_folds(labels_table["filename"])["fold"].unique())
-    for fold in folds:
-        if (read_json(models_dir(name) / f"fold{fold}.json") or {}).get("config_hash") != \
-                config["config_hash"]:
-            raise SystemExit(f"r40 {name}: fold {fold} is missing or was trained with other "
-                             f"settings; run r21_train_models.py --model {name} --fold {fold}")
     inputs = load_inputs(spec, submission["filename"], config["settings"]) \
         if len(submission) else None
     by_fold = []
@@ -87,6 +70,7 @@ def process_model(name: str, force: bool) -> None:
 
 def main() -> None:
     args = parse_config(globals(), __doc__)
+    from a03_models import trained_models
     names = [args.model] if args.model else trained_models()
     if not names:
         raise SystemExit("r40: no trained models under models/: run r21_train_models.py first")

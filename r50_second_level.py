@@ -276,31 +276,89 @@ def importance_lightgbm(models, count: int) -> np.ndarray:
     return total
 
 
-def fit_xgboost(table: FeatureTable, rows, labels, fit_rows, stop_rows, settings):
+def fit_xgboost(table: FeatureTable, rows, labels, fit_rows, stop_rows, settings) -> tuple:
     """One multi-output XGBoost: a binary logistic output per class (true multi-label),
-    boosted from the base logits."""
+    boosted from the base logits. Returns (model, rounds per class).
+
+    Each class keeps its own number of rounds, the best on the inner split (0 = the base
+    alone): one early stop on the mean loss lets an easy class run on while a class with
+    nothing to learn overfits. Training stops once every class has gone
+    `early_stopping_rounds` without a new best; the model is then refitted on all training
+    rows.
+    """
     import xgboost
     matrix, base = table.matrix()[rows], table.base_logits[rows]
     parameters = dict(objective="binary:logistic", tree_method="hist",
                       learning_rate=settings["learning_rate"], max_depth=settings["max_depth"],
                       subsample=0.8, colsample_bytree=settings["colsample"], min_child_weight=1,
                       reg_lambda=1.0, n_jobs=settings["threads"], random_state=settings["seed"])
+    scanner = RoundScanner(matrix[stop_rows], base[stop_rows], labels[stop_rows],
+                           settings["early_stopping_rounds"])
+
+    class PerClassEarlyStopping(xgboost.callback.TrainingCallback):
+        def after_iteration(self, model, epoch, evals_log) -> bool:
+            return scanner.add_round(model, epoch)
+
     model = xgboost.XGBClassifier(n_estimators=settings["rounds"],
-                                  early_stopping_rounds=settings["early_stopping_rounds"],
-                                  eval_metric="logloss", **parameters)
-    model.fit(matrix[fit_rows], labels[fit_rows], base_margin=base[fit_rows],
-              eval_set=[(matrix[stop_rows], labels[stop_rows])],
-              base_margin_eval_set=[base[stop_rows]], verbose=False)
-    rounds = max(int(model.best_iteration) + 1, 1)
+                                  callbacks=[PerClassEarlyStopping()], **parameters)
+    model.fit(matrix[fit_rows], labels[fit_rows], base_margin=base[fit_rows], verbose=False)
     all_rows = np.concatenate([fit_rows, stop_rows])
-    refit = xgboost.XGBClassifier(n_estimators=rounds, **parameters)
+    refit = xgboost.XGBClassifier(n_estimators=max(int(scanner.best_rounds.max()), 1),
+                                  **parameters)
     refit.fit(matrix[all_rows], labels[all_rows], base_margin=base[all_rows], verbose=False)
-    return refit
+    return refit, scanner.best_rounds
 
 
-def predict_xgboost(model, table: FeatureTable, rows) -> np.ndarray:
-    probabilities = model.predict_proba(table.matrix()[rows], base_margin=table.base_logits[rows])
-    return np.asarray(probabilities, dtype=np.float64).reshape(len(rows), -1)
+class RoundScanner:
+    """Follows the log loss of every class on held-out rows as boosting rounds are added,
+    one round's trees at a time (linear cost), and keeps each class's best round count."""
+
+    def __init__(self, features, base, labels, patience: int):
+        import xgboost
+        # with a base margin given, XGBoost ignores base_score: each slice adds only its trees
+        self.matrix = xgboost.DMatrix(features, base_margin=np.zeros_like(base))
+        self.labels, self.patience = labels, patience
+        self.margin = base.astype(np.float64).copy()
+        self.best_loss = _column_log_loss(labels, self.margin)
+        self.best_rounds = np.zeros(labels.shape[1], dtype=int)
+
+    def add_round(self, booster, round_index: int) -> bool:
+        """Adds round `round_index`'s trees; True once no class has improved for `patience`."""
+        self.margin += booster[round_index:round_index + 1].predict(
+            self.matrix, output_margin=True).reshape(self.margin.shape)
+        loss = _column_log_loss(self.labels, self.margin)
+        better = loss < self.best_loss - 1e-12
+        self.best_loss[better], self.best_rounds[better] = loss[better], round_index + 1
+        return bool((round_index + 1 - self.best_rounds >= self.patience).all())
+
+
+def best_rounds_per_class(booster, features, base, labels, patience: int) -> np.ndarray:
+    """Per class, the number of rounds of a trained booster with the lowest log loss on
+    (features, labels); 0 when no round beats the base."""
+    scanner = RoundScanner(features, base, labels, patience)
+    for round_index in range(booster.num_boosted_rounds()):
+        if scanner.add_round(booster, round_index):
+            break
+    return scanner.best_rounds
+
+
+def _column_log_loss(labels: np.ndarray, margin: np.ndarray) -> np.ndarray:
+    """Mean binary log loss per column, from logits (stable for large margins)."""
+    return (np.logaddexp(0.0, margin) - labels * margin).mean(axis=0)
+
+
+def predict_xgboost(fitted: tuple, table: FeatureTable, rows) -> np.ndarray:
+    import xgboost
+    model, class_rounds = fitted
+    base = table.base_logits[rows]
+    matrix = xgboost.DMatrix(table.matrix()[rows], base_margin=base)
+    margin = np.empty(base.shape)
+    for rounds in np.unique(class_rounds):
+        columns = class_rounds == rounds
+        margin[:, columns] = base[:, columns] if rounds == 0 else model.get_booster().predict(
+            matrix, output_margin=True, iteration_range=(0, int(rounds))
+        ).reshape(base.shape)[:, columns]
+    return 1 / (1 + np.exp(-margin))
 
 
 def build_mlp(feature_count: int, class_count: int, settings: dict):
@@ -427,11 +485,13 @@ def run_stacker(name: str, force: bool) -> None:
             fitted = fit_xgboost(train_table, train_rows, labels[train_rows], fit_local,
                                  stop_local, settings)
             with atomic_path(folder / f"fold{fold}.xgboost.json") as temporary:
-                fitted.save_model(str(temporary))  # the temp name keeps the .json ending
+                fitted[0].save_model(str(temporary))  # the temp name keeps the .json ending
+            write_json(dict(zip(classes, fitted[1].tolist())),
+                       folder / f"fold{fold}.xgboost_rounds.json")
 
             def predict(table, rows, fitted=fitted):
                 return predict_xgboost(fitted, table, rows)
-            gains = fitted.get_booster().get_score(importance_type="total_gain")
+            gains = fitted[0].get_booster().get_score(importance_type="total_gain")
             importance += np.array([gains.get(f"f{i}", 0.0) for i in range(len(feature_names))])
         else:
             standardize = Standardizer(train_table.matrix()[train_rows])

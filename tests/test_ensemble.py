@@ -105,3 +105,84 @@ def test_stacker_names_and_ablations():
     assert r50.parse_stacker("mlp_no_neighbors") == ("mlp", False)
     with pytest.raises(SystemExit, match="unknown stacker"):
         r50.parse_stacker("catboost")
+
+
+def _tiny_stacker_table(rows: int = 160, seed: int = 0):
+    """Two classes. Level-1 says 0.5 for class `a` everywhere (it knows nothing) and 0.8 for
+    class `b`, whose labels are constant 1. A metadata column `meta:x` decides class `a`
+    (positive when x > 0); `meta:noise` is noise."""
+    import pandas as pd
+    random = np.random.default_rng(seed)
+    x = random.normal(size=rows)
+    labels = np.stack([(x > 0).astype(float), np.ones(rows)], axis=1)
+    frame = pd.DataFrame({"meta:x": x, "meta:noise": random.normal(size=rows)})
+    level1 = np.stack([np.tile([0.5, 0.8], (rows, 1))])
+    return r50.FeatureTable(frame, [None, None], level1), labels
+
+
+def _fit_and_predict(stacker: str, table, labels, fresh_table) -> tuple:
+    """Fits on `table` (the last 40 rows stop early) and predicts `fresh_table`; returns
+    the stacker's probabilities and the fitted model."""
+    settings = {**r50.stacker_settings(stacker), "threads": 1}
+    rows = np.arange(len(labels))
+    fit_rows, stop_rows = rows[:-40], rows[-40:]
+    fresh_rows = np.arange(len(fresh_table.frame))
+    if stacker == "lgbm":
+        model = r50.fit_lightgbm(table, rows, labels, fit_rows, stop_rows, settings,
+                                 labels.mean(axis=0), ["a", "b"])
+        return r50.predict_lightgbm(model, fresh_table, fresh_rows), model
+    model = r50.fit_xgboost(table, rows, labels, fit_rows, stop_rows, settings)
+    return r50.predict_xgboost(model, fresh_table, fresh_rows), model
+
+
+@pytest.mark.parametrize("stacker", ["lgbm", "xgb"])
+def test_a_stacker_learns_what_the_blend_misses_from_a_tiny_table(stacker):
+    table, labels = _tiny_stacker_table(seed=0)
+    fresh_table, fresh_labels = _tiny_stacker_table(seed=1)
+    assert table.base_logits[:, 0] == pytest.approx(0.0)    # logit(0.5): the blend knows nothing
+    predictions, model = _fit_and_predict(stacker, table, labels, fresh_table)
+    blend_loss = common.mean_log_loss(fresh_labels[:, :1], np.full((160, 1), 0.5))
+    assert blend_loss == pytest.approx(np.log(2))
+    assert common.mean_log_loss(fresh_labels[:, :1], predictions[:, :1]) < 0.25 * blend_loss
+    if stacker == "lgbm":   # class b is always 1: a constant, no booster
+        assert model[1] == {"constant": 1.0, "columns": [0, 1]}
+        assert predictions[:, 1] == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("stacker", ["lgbm", "xgb"])
+def test_a_stacker_on_pure_noise_stays_close_to_the_blend(stacker):
+    def noise_only(seed):
+        table, labels = _tiny_stacker_table(seed=seed)
+        # class a becomes a coin flip that no column explains
+        labels[:, 0] = np.random.default_rng(seed + 10).integers(0, 2, len(labels))
+        return r50.FeatureTable(table.frame[["meta:noise"]], [None], table.level1), labels
+    (table, labels), (fresh_table, fresh_labels) = noise_only(0), noise_only(1)
+    predictions, _ = _fit_and_predict(stacker, table, labels, fresh_table)
+    blend_loss = common.mean_log_loss(fresh_labels[:, :1], np.full((160, 1), 0.5))
+    # early stopping on the inner split keeps the correction small
+    assert common.mean_log_loss(fresh_labels[:, :1], predictions[:, :1]) < 1.05 * blend_loss
+
+
+def test_xgboost_keeps_its_own_number_of_rounds_per_class():
+    table, labels = _tiny_stacker_table(seed=0)
+    labels[:, 0] = np.random.default_rng(10).integers(0, 2, len(labels))   # a: nothing to learn
+    labels[:, 1] = table.frame["meta:x"].to_numpy() > 0                    # b: easy to learn
+    noise_and_x = r50.FeatureTable(table.frame, [None, None], table.level1)
+    (model, class_rounds) = _fit_and_predict("xgb", noise_and_x, labels, noise_and_x)[1]
+    assert class_rounds[1] > 5 * max(class_rounds[0], 1)
+    # rounds summed one at a time equal XGBoost's own prediction with that many rounds
+    rows = np.arange(len(labels))
+    full = np.full(2, model.get_booster().num_boosted_rounds())
+    assert r50.predict_xgboost((model, full), noise_and_x, rows) == pytest.approx(
+        model.predict_proba(noise_and_x.matrix(), base_margin=noise_and_x.base_logits), abs=1e-5)
+    # 0 rounds is the base alone
+    base_only = r50.predict_xgboost((model, np.zeros(2, int)), noise_and_x, rows)
+    assert base_only == pytest.approx(np.tile([0.5, 0.8], (len(labels), 1)), abs=1e-4)
+    # the one-round-at-a-time scan picks the rounds a scan over whole models would pick
+    total = int(full[0])
+    losses = [[common.mean_log_loss(labels[:, c:c + 1], predictions[:, c:c + 1]) for c in (0, 1)]
+              for predictions in (r50.predict_xgboost((model, np.full(2, k)), noise_and_x, rows)
+                                  for k in range(total + 1))]
+    scanned = r50.best_rounds_per_class(model.get_booster(), noise_and_x.matrix(),
+                                        noise_and_x.base_logits, labels, patience=total + 1)
+    assert scanned.tolist() == np.argmin(losses, axis=0).tolist()
