@@ -1429,7 +1429,9 @@ def class_counts(train: pd.DataFrame, test: pd.DataFrame) -> pd.DataFrame:
 
 def output_folder(args) -> Path:
     if args.out:
-        return Path(args.out).expanduser().resolve()
+        # a data folder or its input/ folder: either way the tables land in .../input
+        out = Path(args.out).expanduser().resolve()
+        return out if out.name == "input" else out / "input"
     if args.data:
         return Path(args.data).expanduser().resolve() / "input"
     return PROJECT_ROOT / "data" / "demo" / "input"
@@ -1449,7 +1451,8 @@ def existing_is_complete(out: Path) -> bool:
 
 def main() -> None:
     args = parse_config(globals(), __doc__, extra_options={
-        "out": (None, "output folder (default: data/demo/input under the project root)")})
+        "out": (None, "data folder to write (its input/ folder, or the data folder itself; "
+                       "default: data/demo/input under the project root)")})
     check_settings()
     set_seeds(SEED)
     out = output_folder(args)

@@ -11,8 +11,8 @@ Writes  predictions/level2/<stacker>_oof.csv    every train video once, by the s
         models/level2/<stacker>/importance.csv   feature importances (gain), for the report
         models/level2/<stacker>/config.json      settings, inputs, commit
         reports/scores.csv                      + one row per fold and one for the whole OOF
-Cost    demo set (200 × ~600 features, 24 classes, 5 folds): LightGBM ~1 min, XGBoost ~1 min,
-        MLP ~30 s on 2 cores. Grows linearly with rows × features.
+Cost    demo set (200 × ~600 features, 24 classes, 5 folds): LightGBM ~10 s, XGBoost ~40 s,
+        MLP ~20 s on 2 cores. Grows about linearly with rows × features × rounds.
 
     python r50_second_level.py                       # every stacker in STACKERS
     python r50_second_level.py --stacker xgb         # one job (parallel-safe)

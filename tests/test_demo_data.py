@@ -110,3 +110,16 @@ def test_refuses_to_overwrite_a_folder_it_did_not_make(tmp_path):
     result = make(out, "--force")
     assert result.returncode != 0 and "refusing" in result.stderr
     assert (out / "train_labels.csv").read_text() == "filename,bird\na.mp4,1\n"
+
+
+def test_out_may_name_the_data_folder_itself(tmp_path):
+    data = tmp_path / "somewhere"
+    data.mkdir()
+    (tmp_path / "cwd").mkdir()
+    result = subprocess.run([sys.executable, str(SCRIPT), *TINY, "--n_train", "3",
+                             "--n_test", "1", "--out", str(data)], cwd=tmp_path / "cwd",
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert (data / "input" / "train_labels.csv").exists()
+    assert len(list((data / "input" / "videos").glob("*.mp4"))) == 4
+    assert (data / "demo_truth" / "test_labels.csv").exists()
