@@ -33,6 +33,7 @@ TABULAR_METADATA_COLUMNS = [
 ]
 # r12 floors the log-mel at -100 dB and pads short clips with it: the value of silence
 LOGMEL_FLOOR_DB = -100.0
+PREDICT_CHUNK = 8192               # videos whose test-time views are in memory at once
 
 
 def load_feature_set(extractor: str, filenames) -> dict:
@@ -151,7 +152,9 @@ def load_inputs(spec: "ModelSpec", filenames, settings: dict | None = None) -> d
         elif source.startswith("steps:"):
             extractor = source.split(":", 1)[1]
             feature_set = load_feature_set(extractor, filenames)
-            steps = feature_set["steps"].astype(np.float32)
+            # kept as stored (float16 features, uint8 hash bits): `batches` casts each batch,
+            # so a job holds half (or a quarter) of the float32 memory
+            steps = feature_set["steps"]
             if extractor == "audio_logmel":
                 # r12 writes zeros (0 dB, a loud signal) for videos without audio; silence
                 # keeps batch-norm statistics clean, and the flag masks the embedding anyway
@@ -614,16 +617,19 @@ def tta_views(spec: ModelSpec, array: np.ndarray, time_augmentation: int,
 # ----------------------------------------------------------------------------- keras training
 
 def batches(spec: ModelSpec, inputs: dict, targets, batch_size: int, shuffle: bool,
-            augment_batches: bool, seed: int):
-    """A keras.utils.PyDataset over in-memory arrays.
+            augment_batches: bool, seed: int, rows=None):
+    """A keras.utils.PyDataset over in-memory arrays: the `rows` of `inputs` (default all),
+    read batch by batch so that a fold's rows are never copied out as a whole.
 
-    Each batch is a pure function of (seed, epoch, batch position): the order and the random
-    augmentation come from a generator seeded by those three numbers, so prefetching, the
-    batches Keras reads ahead to infer shapes, or worker threads cannot change the result.
+    `targets`, when given, has one row per entry of `rows`. Each batch is a pure function of
+    (seed, epoch, batch position): the order and the random augmentation come from a
+    generator seeded by those three numbers, so prefetching, the batches Keras reads ahead
+    to infer shapes, or worker threads cannot change the result.
     """
     import keras
     name = main_input(spec)
-    count = len(inputs["missing"])
+    rows = np.arange(len(inputs["missing"])) if rows is None else np.asarray(rows)
+    count = len(rows)
 
     class Batches(keras.utils.PyDataset):
         def __init__(self):
@@ -642,12 +648,16 @@ def batches(spec: ModelSpec, inputs: dict, targets, batch_size: int, shuffle: bo
             return np.random.default_rng([seed, self.epoch]).permutation(count)
 
         def __getitem__(self, position):
-            rows = self.order()[position * batch_size:(position + 1) * batch_size]
-            video = inputs[name][rows]
+            positions = self.order()[position * batch_size:(position + 1) * batch_size]
+            selected = rows[positions]
+            video = inputs[name][selected]
+            if spec.head != "cnn3d":  # clips stay uint8: their augmentation works on bytes
+                video = video.astype(np.float32)
             if augment_batches:
                 video = augment(spec, video, np.random.default_rng([seed, self.epoch, position]))
-            batch = {name: video.astype(np.float32), "missing": inputs["missing"][rows]}
-            return (batch, targets[rows]) if targets is not None else (batch,)
+            batch = {name: video.astype(np.float32, copy=False),
+                     "missing": inputs["missing"][selected]}
+            return (batch, targets[positions]) if targets is not None else (batch,)
 
     return Batches()
 
@@ -720,12 +730,12 @@ def train_keras_fold(spec, inputs, labels, train_rows, validation_rows, fold_dir
     positive_weights = positive_class_weights(labels[train_rows], settings["class_weighting"])
     loss = (keras.losses.BinaryCrossentropy() if settings["class_weighting"] == "none"
             else weighted_binary_crossentropy(positive_weights))
-    train_inputs = _take(inputs, train_rows)
-    validation_data = batches(spec, _take(inputs, validation_rows),
-                              labels[validation_rows].astype(np.float32), 256, shuffle=False,
-                              augment_batches=False, seed=seed)
-    train_data = batches(spec, train_inputs, labels[train_rows].astype(np.float32),
-                         settings["batch_size"], shuffle=True, augment_batches=True, seed=seed)
+    validation_data = batches(spec, inputs, labels[validation_rows].astype(np.float32), 256,
+                              shuffle=False, augment_batches=False, seed=seed,
+                              rows=validation_rows)
+    train_data = batches(spec, inputs, labels[train_rows].astype(np.float32),
+                         settings["batch_size"], shuffle=True, augment_batches=True, seed=seed,
+                         rows=train_rows)
     steps_per_epoch = len(train_data)
     total_steps = steps_per_epoch * settings["epochs"]
     warmup_steps = steps_per_epoch * settings["warmup_epochs"]
@@ -766,7 +776,8 @@ def train_keras_fold(spec, inputs, labels, train_rows, validation_rows, fold_dir
         pseudo_rows = select_pseudo_labels(probabilities, settings["pseudo_label_max_uncertainty"])
         if len(pseudo_rows):
             first_round_weights = model.get_weights()
-            combined_inputs = _concatenate(train_inputs, _take(test_inputs, pseudo_rows))
+            combined_inputs = _concatenate(_take(inputs, train_rows),
+                                           _take(test_inputs, pseudo_rows))
             combined_targets = np.concatenate([labels[train_rows],
                                                probabilities[pseudo_rows]]).astype(np.float32)
             model.compile(optimizer=keras.optimizers.AdamW(
@@ -802,14 +813,19 @@ def predict_keras(spec, inputs: dict, fold_dir: Path, fold: int, n_classes: int,
     model = build_keras_model(spec, {name: inputs[name].shape[1:]}, n_classes,
                               np.full(n_classes, 0.5), settings)
     model.load_weights(str(fold_dir / f"fold{fold}.weights.h5"))
-    views = tta_views(spec, inputs[name], time_augmentation, flip_augmentation)
-    # all views in one predict call: one traced function instead of one per view
-    stacked = {name: np.concatenate(views),
-               "missing": np.concatenate([inputs["missing"]] * len(views))}
-    predictions = model.predict(batches(spec, stacked, None, 64, shuffle=False,
-                                        augment_batches=False, seed=0), verbose=0)
-    return predictions.reshape(len(views), len(inputs["missing"]), n_classes) \
-        .mean(axis=0).astype(np.float64)
+    count = len(inputs["missing"])
+    output = np.zeros((count, n_classes))
+    # the views of PREDICT_CHUNK videos at a time: memory stays bounded on any data set
+    for start in range(0, count, PREDICT_CHUNK):
+        chunk = slice(start, min(start + PREDICT_CHUNK, count))
+        views = tta_views(spec, inputs[name][chunk], time_augmentation, flip_augmentation)
+        # all views in one predict call: one traced function instead of one per view
+        stacked = {name: np.concatenate(views),
+                   "missing": np.concatenate([inputs["missing"][chunk]] * len(views))}
+        predictions = model.predict(batches(spec, stacked, None, 64, shuffle=False,
+                                            augment_batches=False, seed=0), verbose=0)
+        output[chunk] = predictions.reshape(len(views), -1, n_classes).mean(axis=0)
+    return output
 
 
 # ----------------------------------------------------------------------------- lightgbm
