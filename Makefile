@@ -28,7 +28,9 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt requirements-ray.txt
 
 venv: $(VENV)/.installed
 
-# ffmpeg and ffprobe come from Debian's package (the imageio-ffmpeg wheel has no ffprobe).
+# ffmpeg (r00 encodes the demo clips, r70 draws on videos) and ffprobe (the tests check the
+# in-process probe against it) come from Debian's package; the imageio-ffmpeg wheel has no
+# ffprobe. r10 itself reads videos in-process (PyAV, OpenCV).
 tools:
 	@if command -v ffmpeg >/dev/null && command -v ffprobe >/dev/null; then :; \
 	elif command -v apt-get >/dev/null; then \

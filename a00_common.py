@@ -257,7 +257,7 @@ def safe_cache_name(filename: str) -> str:
 
 
 def probe_cache_path(filename: str) -> Path:
-    """r10's ffprobe summary of one video (independent of any setting)."""
+    """r10's probe of one video (independent of any setting)."""
     return cache_dir() / "probe" / f"{safe_cache_name(filename)}.json"
 
 

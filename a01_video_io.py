@@ -1,59 +1,122 @@
-"""Video IO room: ffprobe, decoding of the sampled frames only, mono wav extraction.
+"""Video IO room: probing, decoding of the sampled frames only, mono wav extraction.
 
-ffprobe and the audio extraction run as subprocesses with a timeout, so a truncated or
-hostile file can at worst make that subprocess fail or hang until the timeout. (ffmpy's
-`run` has no timeout, hence plain `subprocess` here.) Frames are decoded in-process by
-OpenCV's FFmpeg backend instead: starting Debian's ffmpeg costs ~70 ms (it links ~200
-shared libraries), more than decoding a whole 5 s clip, and in-process decoding converts
-only the sampled frames to RGB. The decoder is bounded by a deadline checked per frame
-and by OpenCV's read timeout; r10 runs it in worker processes, so a decoder crash costs
-one worker and becomes that video's failure row. Errors are raised as `VideoError` with
-one line fit for `cache/failures.csv`.
+Everything is read in-process, with no subprocess per video: the probe and the audio through
+PyAV (libavformat/libavcodec), the frames through OpenCV's FFmpeg backend. Starting Debian's
+ffprobe and ffmpeg binaries cost ~65 ms each per video (they link ~200 shared libraries),
+more than decoding a whole 5 s clip; in-process the probe and the audio take ~7 ms, and only
+the sampled frames are converted to RGB. Every read is bounded: PyAV's and OpenCV's I/O
+timeouts, plus a deadline checked per decoded frame. r10 runs all of it in worker
+processes, so a decoder that crashes on a hostile file costs one worker and becomes that
+video's failure row. Errors are raised as `VideoError` with one line fit for
+`cache/failures.csv`.
 """
 from __future__ import annotations
 
-import json
-import subprocess
 import time
+import wave
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
 
-from a00_common import atomic_path, tool_path
+from a00_common import atomic_path
 
 
 class VideoError(RuntimeError):
     """A video that cannot be probed or decoded; the message is one line."""
 
 
-def _run(command: list[str], timeout: float, what: str) -> bytes:
-    try:
-        result = subprocess.run(command, capture_output=True, timeout=timeout, check=False)
-    except subprocess.TimeoutExpired:
-        raise VideoError(f"{what}: no result within {timeout:.0f} s (timeout)") from None
-    if result.returncode != 0:
-        lines = [line for line in result.stderr.decode("utf-8", "replace").splitlines()
-                 if line.strip()]
-        reason = lines[-1].strip() if lines else f"exit code {result.returncode}"
-        raise VideoError(f"{what}: {reason[:240]}")
-    return result.stdout
+def _reason(error: Exception) -> str:
+    """PyAV's message without the file name it appends (the failure row names the file)."""
+    text = getattr(error, "strerror", None) or str(error) or type(error).__name__
+    return " ".join(str(text).split())[:240]
 
 
-def probe_video(path: Path, timeout: float = 30.0) -> dict:
-    """ffprobe's JSON (format + streams) of one file."""
+def _open_container(path: Path, timeout: float):
+    """The file opened by libavformat; VideoError when it is not there or not a media file."""
+    import av
     path = Path(path)
     if not path.is_file():
         raise VideoError("file not found in videos/")
     if path.stat().st_size == 0:
         raise VideoError("empty file (0 bytes)")
-    output = _run([tool_path("ffprobe"), "-v", "error", "-print_format", "json",
-                   "-show_format", "-show_streams", str(path)], timeout, "ffprobe")
     try:
-        return json.loads(output.decode("utf-8", "replace"))
-    except ValueError:
-        raise VideoError("ffprobe printed no readable JSON") from None
+        # the timeout bounds each blocking read, as ffprobe's process timeout did
+        return av.open(str(path), timeout=timeout, metadata_errors="replace")
+    except (av.FFmpegError, OSError, ValueError, UnicodeError) as error:
+        raise VideoError(f"{_reason(error)} (not a video, or truncated)") from None
+
+
+def _rate_text(rate) -> str:
+    return f"{rate.numerator}/{rate.denominator}" if rate else "0/0"
+
+
+def _stream_record(stream, container) -> dict:
+    """One stream in ffprobe's `-show_streams` layout (the fields summarize_probe reads)."""
+    import av
+    context = stream.codec_context
+    record = {"index": stream.index, "codec_type": stream.type,
+              "tags": dict(stream.metadata),
+              "disposition": {"attached_pic": int(bool(
+                  stream.disposition & av.stream.Disposition.attached_pic))}}
+    if context is not None and context.name:
+        record["codec_name"] = context.name
+    if stream.duration is not None and stream.time_base is not None:
+        record["duration"] = f"{float(stream.duration * stream.time_base):.6f}"
+    if stream.frames:
+        record["nb_frames"] = str(stream.frames)
+    if stream.type == "video":
+        record["avg_frame_rate"] = _rate_text(stream.average_rate)
+        record["r_frame_rate"] = _rate_text(stream.base_rate)
+        if context is not None:
+            record["width"], record["height"] = context.width, context.height
+            if context.format is not None:
+                record["pix_fmt"] = context.format.name
+    elif stream.type == "audio" and context is not None:
+        record["sample_rate"] = str(context.sample_rate)
+        record["channels"] = context.layout.nb_channels if context.layout else 0
+    return record
+
+
+def _first_frame_rotation(container, stream, deadline: float, max_packets: int = 64) -> int:
+    """The display rotation (degrees) that libavcodec attaches to decoded frames; 0 when the
+    first packets give no frame (the frame decoder reports such a stream, not the probe)."""
+    import av
+    try:
+        for count, packet in enumerate(container.demux(stream)):
+            _check_deadline(deadline)
+            for frame in packet.decode():
+                return int(round(frame.rotation or 0))
+            if count >= max_packets:
+                break
+    except (av.FFmpegError, OSError, ValueError):
+        pass
+    return 0
+
+
+def probe_video(path: Path, timeout: float = 30.0) -> dict:
+    """The container and its streams as libavformat reads them, in ffprobe's JSON layout
+    (`-show_format -show_streams`): what ffprobe would print, without its process start."""
+    deadline = time.monotonic() + timeout
+    path = Path(path)
+    with _open_container(path, timeout) as container:
+        streams = [_stream_record(stream, container) for stream in container.streams]
+        video = next((stream for stream in container.streams.video), None)
+        if video is not None and video.codec_context is not None and video.codec_context.name:
+            rotation = _first_frame_rotation(container, video, deadline)
+            if rotation:
+                streams[video.index]["side_data_list"] = [{"side_data_type": "Display Matrix",
+                                                           "rotation": rotation}]
+        container_format = {"format_name": container.format.name,
+                            "size": str(path.stat().st_size),
+                            "nb_streams": len(streams),
+                            "tags": dict(container.metadata)}
+        if container.duration is not None:
+            container_format["duration"] = f"{container.duration / 1e6:.6f}"
+        if container.bit_rate:
+            container_format["bit_rate"] = str(container.bit_rate)
+    return {"streams": streams, "format": container_format}
 
 
 def _fraction(text) -> float:
@@ -267,10 +330,40 @@ def _count_frames(capture, deadline: float) -> int:
 
 def extract_audio(path: Path, output_path: Path, sample_rate: int, max_seconds: float,
                   timeout: float = 120.0) -> None:
-    """First audio stream as mono 16-bit wav at `sample_rate`, at most `max_seconds` long."""
+    """First audio stream as mono 16-bit wav at `sample_rate`, at most `max_seconds` long.
+
+    Decoded and resampled in-process (libswresample, as `ffmpeg -ac 1 -ar RATE` does; the
+    samples agree with ffmpeg's to ±1 LSB). A track that breaks off keeps what decoded.
+    """
+    import av
+    deadline = time.monotonic() + timeout
+    limit = int(round(sample_rate * max_seconds))
+    chunks, total = [], 0
+    with _open_container(path, timeout) as container:
+        if not container.streams.audio:
+            raise VideoError("no audio stream")
+        resampler = av.AudioResampler(format="s16", layout="mono", rate=sample_rate)
+        try:
+            for frame in container.decode(container.streams.audio[0]):
+                _check_deadline(deadline)
+                for converted in resampler.resample(frame):
+                    chunks.append(converted.to_ndarray().reshape(-1))
+                    total += chunks[-1].size
+                if total >= limit:
+                    break
+            else:
+                for converted in resampler.resample(None):
+                    chunks.append(converted.to_ndarray().reshape(-1))
+                    total += chunks[-1].size
+        except (av.FFmpegError, OSError, ValueError) as error:
+            if total == 0:
+                raise VideoError(f"audio stream does not decode: {_reason(error)}") from None
+    if total == 0:
+        raise VideoError("audio stream decoded to nothing")
+    samples = np.concatenate(chunks)[:limit].astype("<i2")
     with atomic_path(output_path) as temporary:
-        _run([tool_path("ffmpeg"), "-v", "error", "-nostdin", "-y", "-i", str(path), "-vn",
-              "-map", "0:a:0", "-ac", "1", "-ar", str(sample_rate), "-t", str(max_seconds),
-              "-acodec", "pcm_s16le", "-f", "wav", str(temporary)], timeout, "ffmpeg (audio)")
-        if temporary.stat().st_size <= 44:
-            raise VideoError("audio stream decoded to nothing")
+        with wave.open(str(temporary), "wb") as output:
+            output.setnchannels(1)
+            output.setsampwidth(2)
+            output.setframerate(sample_rate)
+            output.writeframes(samples.tobytes())

@@ -1,15 +1,15 @@
 """r10 — probe every video, decode only its sampled frames, extract its audio as mono wav.
 
 Reads   input/train_labels.csv, input/submission_format.csv, input/videos/*
-Writes  cache/probe/<video>.json            ffprobe summary (or the error) per video
+Writes  cache/probe/<video>.json            probe (ffprobe's JSON layout) + summary, or the error
         cache/frames/<hash>/<video>.npy     uint8 (FRAMES_PER_VIDEO, FRAME_SIZE, FRAME_SIZE, 3)
         cache/audio/<hash>/<video>.wav      mono 16-bit wav (videos with an audio stream)
         cache/preprocess_index.csv          one row per video: paths, frames decoded, status
         cache/preprocess_plan.csv           written first: each video's record path, so
                                             that r12 --follow can start at the same time
         cache/failures/r10.csv → cache/failures.csv   (filename, stage, error)
-Cost    per 5 s demo clip and core: frames ~30 ms (in-process decode), ffprobe ~50 ms and
-        the audio ~90 ms (mostly the start-up of Debian's ffmpeg binaries).
+Cost    per 5 s demo clip and core: frames ~30 ms, probe + audio ~15 ms, all in-process (no
+        ffmpeg/ffprobe process per video).
 
     python r10_preprocess_data.py                 # demo data, all videos not yet done
     python r10_preprocess_data.py --workers 2 --frame_size 160 --force
@@ -17,9 +17,9 @@ Cost    per 5 s demo clip and core: frames ~30 ms (in-process decode), ffprobe ~
                                                    # parallel jobs; a plain run then writes the index
 
 Videos are processed in `--workers` worker processes (at least one, even for --workers 1):
-frames are decoded in-process by OpenCV's FFmpeg backend, and a decoder that crashes on a
-hostile file then takes down one worker, not the run; that video gets a failure row. In a
-worker, ffprobe and the audio extraction (subprocesses) run while the frames decode.
+the probe and the audio are read by PyAV (libavformat) and the frames by OpenCV's FFmpeg
+backend, in-process, and a decoder that crashes on a hostile file then takes down one
+worker, not the run; that video gets a failure row.
 A video that cannot be probed or decoded gets a failure row and no frames; later stages
 mark it missing and still predict it. Per-video outputs that exist are skipped.
 """
@@ -50,7 +50,7 @@ EXTRACT_AUDIO = True           # False: no wav (audio_logmel features are then a
 AUDIO_SAMPLE_RATE = 16000      # Hz, mono
 MAX_AUDIO_SECONDS = 30.0       # audio beyond this is not extracted
 # --- robustness
-TIMEOUT_SECONDS = 120.0        # per ffmpeg/ffprobe call and per frame decode: then a failure row
+TIMEOUT_SECONDS = 120.0        # per probe, audio and frame decode of a video: then a failure row
 
 # Bumped when the decoder changes the pixels it produces, so old frame caches are not reused.
 FRAME_DECODER = "opencv-ffmpeg-area-1"
@@ -123,18 +123,16 @@ def preprocess_video(filename: str, force: bool) -> dict:
               "audio_path": "", "errors": []}
     paths["started"].parent.mkdir(parents=True, exist_ok=True)
     paths["started"].touch()
-    with concurrent.futures.ThreadPoolExecutor(1) as side:
-        # ffprobe and ffmpeg are separate processes: they run while this one decodes
-        probing = side.submit(probe_and_extract_audio, filename, paths)
+    summary, errors, record["audio_path"] = probe_and_extract_audio(filename, paths)
+    sampled, frames_error = None, None
+    if summary is not None:  # a file the probe rejects gets no frames, whatever OpenCV made of it
         try:
             sampled = decode_sampled_frames(video_path(filename), FRAMES_PER_VIDEO, FRAME_SIZE,
                                             TIMEOUT_SECONDS, SEEK_ABOVE_SECONDS, DECODER_THREADS)
-            frames_error = None
         except VideoError as error:
-            sampled, frames_error = None, f"frames: {short_error(error)}"
-        summary, errors, record["audio_path"] = probing.result()
+            frames_error = f"frames: {short_error(error)}"
     record["errors"] = errors
-    if summary is not None:  # a file ffprobe rejects gets no frames, whatever OpenCV made of it
+    if summary is not None:
         if sampled is not None:
             write_array(sampled.frames, paths["frames"])
             record["frames_path"] = str(paths["frames"].relative_to(cache_dir()))
@@ -217,7 +215,8 @@ def preprocess_alone(filename: str, force: bool, settings: dict) -> dict:
             return pool.submit(preprocess_safely, filename, force, settings).result()
         except BrokenProcessPool:
             output_paths(filename)["started"].unlink(missing_ok=True)
-            return failed_record(filename, "frames: the decoder crashed on this file")
+            return failed_record(filename, "decode: the decoder crashed on this file "
+                                           "(its worker process died)")
 
 
 def write_plan(videos: pd.DataFrame) -> None:

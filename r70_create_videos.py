@@ -330,7 +330,7 @@ def main() -> None:
         raise SystemExit(f"r70: --count must be >= 0 and --top_classes >= 1 (got {COUNT}, "
                          f"{TOP_CLASSES})")
     try:
-        tool_path("ffmpeg"), tool_path("ffprobe")
+        tool_path("ffmpeg")
     except RuntimeError as error:
         raise SystemExit(f"r70: {error}") from None
     try:

@@ -157,6 +157,65 @@ def test_undecodable_files_raise_one_line_video_errors(tmp_path):
         assert "\n" not in str(error.value)
 
 
+def ffprobe_summary(path: Path) -> dict:
+    output = subprocess.run(["ffprobe", "-v", "error", "-print_format", "json", "-show_format",
+                             "-show_streams", str(path)], capture_output=True, check=True,
+                            timeout=60).stdout
+    return video_io.summarize_probe(json.loads(output))
+
+
+def test_the_in_process_probe_reads_what_ffprobe_reads(tmp_path):
+    source = ["-f", "lavfi", "-i", "testsrc=size=96x64:rate=8"]
+    tone = ["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=22050"]
+    h264 = ["-c:v", "libx264", "-pix_fmt", "yuv420p"]
+    made = {"plain.mp4": [*source, "-t", "2", *h264],
+            "sound.mp4": [*source, *tone, "-t", "2", *h264, "-c:a", "aac", "-shortest",
+                          "-metadata", "creation_time=2017-06-01T12:30:00Z"],
+            "webm.webm": [*source, "-t", "1", "-c:v", "libvpx-vp9", "-b:v", "100k"]}
+    for name, arguments in made.items():
+        subprocess.run(["ffmpeg", "-v", "error", "-nostdin", "-y", *arguments,
+                        str(tmp_path / name)], check=True, timeout=120)
+    subprocess.run(["ffmpeg", "-v", "error", "-nostdin", "-y", "-i", str(tmp_path / "plain.mp4"),
+                    "-c", "copy", "-metadata:s:v:0", "rotate=90",
+                    str(tmp_path / "rotated.mp4")], check=True, timeout=120)
+    for name in [*made, "rotated.mp4"]:
+        mine = video_io.summarize_probe(video_io.probe_video(tmp_path / name))
+        reference = ffprobe_summary(tmp_path / name)
+        for key, expected in reference.items():
+            if isinstance(expected, float):
+                assert mine[key] == pytest.approx(expected, rel=1e-3, nan_ok=True), (name, key)
+            else:
+                assert mine[key] == expected, (name, key)
+    sound = video_io.summarize_probe(video_io.probe_video(tmp_path / "sound.mp4"))
+    assert sound["has_audio"] and sound["audio_sample_rate"] == 22050
+    assert sound["creation_time"].startswith("2017-06-01T12:30:00")
+    assert video_io.summarize_probe(video_io.probe_video(tmp_path / "rotated.mp4"))[
+        "rotation"] in (90, -90, 270)
+
+
+def test_the_in_process_audio_matches_ffmpeg_to_one_step(tmp_path):
+    import soundfile
+    video = tmp_path / "sound.mp4"
+    subprocess.run(["ffmpeg", "-v", "error", "-nostdin", "-y", "-f", "lavfi", "-i",
+                    "testsrc=size=64x48:rate=8", "-f", "lavfi", "-i",
+                    "sine=frequency=300:sample_rate=44100", "-ac", "2", "-t", "3", "-c:v",
+                    "libx264", "-pix_fmt", "yuv420p", "-c:a", "aac", "-shortest", str(video)],
+                   check=True, timeout=120)
+    subprocess.run(["ffmpeg", "-v", "error", "-nostdin", "-y", "-i", str(video), "-vn",
+                    "-ac", "1", "-ar", "16000", "-t", "2", "-acodec", "pcm_s16le",
+                    str(tmp_path / "ffmpeg.wav")], check=True, timeout=120)
+    video_io.extract_audio(video, tmp_path / "mine.wav", 16000, max_seconds=2.0)
+    mine, rate = soundfile.read(tmp_path / "mine.wav", dtype="int16")
+    reference, _ = soundfile.read(tmp_path / "ffmpeg.wav", dtype="int16")
+    assert rate == 16000 and mine.ndim == 1 and len(mine) == len(reference) == 32000
+    assert np.abs(mine.astype(int) - reference).max() <= 1
+    assert np.abs(reference).max() > 1000           # a real tone, not silence on both sides
+    with pytest.raises(video_io.VideoError, match="no audio stream"):
+        make_numbered_video(tmp_path / "mute.mp4", frame_count=4)
+        video_io.extract_audio(tmp_path / "mute.mp4", tmp_path / "mute.wav", 16000, 2.0)
+    assert not (tmp_path / "mute.wav").exists()
+
+
 # ----------------------------------------------------------------------------- hashes
 
 @pytest.fixture(scope="module")
@@ -354,8 +413,8 @@ import r10_preprocess_data as r10
 
 
 def crash_on_broken(filename, force, settings):
-    """r10's worker function, except that decoding broken.mp4 kills the process."""
-    if filename == "broken.mp4":
+    """r10's worker function, except that decoding clip2.mp4 kills the process."""
+    if filename == "clip2.mp4":
         r10.decode_sampled_frames = lambda *args, **kwargs: os._exit(3)
     return r10.preprocess_safely(filename, force, settings)
 '''
@@ -376,11 +435,14 @@ def test_a_decoder_crash_costs_one_failure_row_not_the_run(preprocessed, tmp_pat
     monkeypatch.setattr(r10, "FRAMES_PER_VIDEO", 4)
     records = r10.preprocess_in_workers(names, 2, False, settings, "test")
     assert [record["filename"] for record in records] == names
-    broken = records[1]
-    assert broken["errors"] == ["frames: the decoder crashed on this file"]
+    crashed, broken = records[3], records[1]
+    assert crashed["errors"] == ["decode: the decoder crashed on this file "
+                                 "(its worker process died)"]
+    assert not crashed["frames_path"]
+    assert broken["errors"][0].startswith("probe: ") and not broken["frames_path"]
     assert all(record["frames_path"] and not record["errors"]
-               for position, record in enumerate(records) if position != 1)
-    assert not r10.output_paths("broken.mp4")["started"].exists()
+               for position, record in enumerate(records) if position not in (1, 3))
+    assert not r10.output_paths("clip2.mp4")["started"].exists()
 
 
 def test_follow_runs_the_backbone_while_r10_decodes(tmp_path, r12, monkeypatch):
