@@ -52,7 +52,7 @@ def _rate_text(rate) -> str:
     return f"{rate.numerator}/{rate.denominator}" if rate else "0/0"
 
 
-def _stream_record(stream, container) -> dict:
+def _stream_record(stream) -> dict:
     """One stream in ffprobe's `-show_streams` layout (the fields summarize_probe reads)."""
     import av
     context = stream.codec_context
@@ -101,7 +101,7 @@ def probe_video(path: Path, timeout: float = 30.0) -> dict:
     deadline = time.monotonic() + timeout
     path = Path(path)
     with _open_container(path, timeout) as container:
-        streams = [_stream_record(stream, container) for stream in container.streams]
+        streams = [_stream_record(stream) for stream in container.streams]
         video = next((stream for stream in container.streams.video), None)
         if video is not None and video.codec_context is not None and video.codec_context.name:
             rotation = _first_frame_rotation(container, video, deadline)
