@@ -343,18 +343,19 @@ def extract_audio(path: Path, output_path: Path, sample_rate: int, max_seconds: 
         if not container.streams.audio:
             raise VideoError("no audio stream")
         resampler = av.AudioResampler(format="s16", layout="mono", rate=sample_rate)
-        try:
+
+        def resampled():
             for frame in container.decode(container.streams.audio[0]):
                 _check_deadline(deadline)
-                for converted in resampler.resample(frame):
-                    chunks.append(converted.to_ndarray().reshape(-1))
-                    total += chunks[-1].size
+                yield from resampler.resample(frame)
+            yield from resampler.resample(None)  # what the resampler still holds
+
+        try:
+            for converted in resampled():
+                chunks.append(converted.to_ndarray().reshape(-1))
+                total += chunks[-1].size
                 if total >= limit:
                     break
-            else:
-                for converted in resampler.resample(None):
-                    chunks.append(converted.to_ndarray().reshape(-1))
-                    total += chunks[-1].size
         except (av.FFmpegError, OSError, ValueError) as error:
             if total == 0:
                 raise VideoError(f"audio stream does not decode: {_reason(error)}") from None

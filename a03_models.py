@@ -651,8 +651,8 @@ def batches(spec: ModelSpec, inputs: dict, targets, batch_size: int, shuffle: bo
             positions = self.order()[position * batch_size:(position + 1) * batch_size]
             selected = rows[positions]
             video = inputs[name][selected]
-            if spec.head != "cnn3d":  # clips stay uint8: their augmentation works on bytes
-                video = video.astype(np.float32)
+            if name == "steps":  # stored float16 (or uint8 bits); clips stay uint8 for their
+                video = video.astype(np.float32)  # augmentation, which works on bytes
             if augment_batches:
                 video = augment(spec, video, np.random.default_rng([seed, self.epoch, position]))
             batch = {name: video.astype(np.float32, copy=False),

@@ -123,22 +123,16 @@ def preprocess_video(filename: str, force: bool) -> dict:
               "audio_path": "", "errors": []}
     paths["started"].parent.mkdir(parents=True, exist_ok=True)
     paths["started"].touch()
-    summary, errors, record["audio_path"] = probe_and_extract_audio(filename, paths)
-    sampled, frames_error = None, None
+    summary, record["errors"], record["audio_path"] = probe_and_extract_audio(filename, paths)
     if summary is not None:  # a file the probe rejects gets no frames, whatever OpenCV made of it
         try:
             sampled = decode_sampled_frames(video_path(filename), FRAMES_PER_VIDEO, FRAME_SIZE,
                                             TIMEOUT_SECONDS, SEEK_ABOVE_SECONDS, DECODER_THREADS)
-        except VideoError as error:
-            frames_error = f"frames: {short_error(error)}"
-    record["errors"] = errors
-    if summary is not None:
-        if sampled is not None:
             write_array(sampled.frames, paths["frames"])
             record["frames_path"] = str(paths["frames"].relative_to(cache_dir()))
             record["frames_decoded"] = sampled.decoded
-        else:
-            record["errors"].insert(0, frames_error)
+        except VideoError as error:
+            record["errors"].insert(0, f"frames: {short_error(error)}")
     write_json(record, paths["record"])
     paths["started"].unlink(missing_ok=True)
     return record
