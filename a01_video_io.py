@@ -1,10 +1,12 @@
 """Video IO room: probing, decoding of the sampled frames only, mono wav extraction.
 
-Everything is read in-process, with no subprocess per video: the probe and the audio through
-PyAV (libavformat/libavcodec), the frames through OpenCV's FFmpeg backend. Starting Debian's
-ffprobe and ffmpeg binaries cost ~65 ms each per video (they link ~200 shared libraries),
-more than decoding a whole 5 s clip; in-process the probe and the audio take ~7 ms, and only
-the sampled frames are converted to RGB. Every read is bounded: PyAV's and OpenCV's I/O
+Everything is read in-process, with no subprocess per video, through PyAV (libavformat,
+libavcodec, libswscale): the probe, the audio and the frames of short clips; OpenCV's FFmpeg
+backend seeks in long videos. Starting Debian's ffprobe and ffmpeg binaries cost ~65 ms each
+per video (they link ~200 shared libraries), more than decoding a whole 5 s clip; in-process
+the probe and the audio take ~7 ms. Of the frames, libavcodec skips those no other frame
+refers to (non-reference B-frames: ~45 % of an x264 clip), and only the sampled ones are
+scaled to RGB, by swscale straight from YUV. Every read is bounded: PyAV's and OpenCV's I/O
 timeouts, plus a deadline checked per decoded frame. r10 runs all of it in worker
 processes, so a decoder that crashes on a hostile file costs one worker and becomes that
 video's failure row. Errors are raised as `VideoError` with one line fit for
@@ -21,6 +23,10 @@ from pathlib import Path
 import numpy as np
 
 from a00_common import atomic_path
+
+
+# unreferenced frames are skipped only when the slots are at least this many frames apart
+SKIP_FROM_FRAMES_PER_SLOT = 2
 
 
 class VideoError(RuntimeError):
@@ -196,7 +202,7 @@ class SampledFrames:
 
     frames: np.ndarray      # (count, size, size, 3) uint8 RGB
     indices: np.ndarray     # (count,) frame number shown in each slot
-    method: str             # "sequential" or "seek"
+    method: str             # "sequential" (PyAV, one pass) or "seek" (OpenCV)
 
     @property
     def decoded(self) -> int:
@@ -205,53 +211,191 @@ class SampledFrames:
 
 
 def decode_sampled_frames(path: Path, count: int, size: int, timeout: float = 120.0,
-                          seek_above_seconds: float = 60.0, threads: int = 1) -> SampledFrames:
+                          seek_above_seconds: float = 60.0, threads: int = 1,
+                          skip_unreferenced: bool = True) -> SampledFrames:
     """The `count` evenly spaced frames of a video, resized (squashed) to size×size RGB.
 
-    Short clips, the camera-trap norm, are read in one sequential pass that stops after the
-    last sampled frame: every frame up to it is decoded (inter-coded video allows nothing
-    else), but only the sampled ones are converted to RGB, resized and kept. Videos longer
-    than `seek_above_seconds` are read by seeking to each sampled frame, so their cost is
-    `count` short decodes from the preceding keyframes. Either way memory holds only the
-    kept frames. `threads`: decoder threads; 1 is the most work per CPU second, so parallel
-    callers should run one decoder per core instead.
+    Short clips, the camera-trap norm, are read in one sequential pass that stops at the last
+    sampled frame. Inter-coded video allows no less than decoding the frames the sampled ones
+    are predicted from; with `skip_unreferenced` libavcodec also skips every frame that no
+    other frame refers to (in x264's clips, 2 of each 3 B-frames), and a slot then shows the
+    nearest decoded frame: at most a frame or two from the evenly spaced one, and the same
+    frame on every run. Clips with fewer than SKIP_FROM_FRAMES_PER_SLOT frames per slot are
+    decoded whole, as two slots could then show one frame. Only the frames shown are scaled
+    to RGB, in one swscale pass from YUV with area averaging. Videos longer than `seek_above_seconds` are read by seeking to
+    each sampled frame (OpenCV), so their cost is `count` short decodes from the preceding
+    keyframes. Either way memory holds only the kept frames. `threads`: decoder threads; 1 is
+    the most work per CPU second, so parallel callers should run one decoder per core.
     """
-    import cv2
     deadline = time.monotonic() + timeout
-    capture = _open_capture(path, timeout, threads)
-    try:
-        n_frames = int(max(capture.get(cv2.CAP_PROP_FRAME_COUNT), 0))
-        fps = capture.get(cv2.CAP_PROP_FPS)
-        duration = n_frames / fps if fps and fps > 0 else float("nan")
-        if n_frames > 0 and not np.isnan(duration) and duration > seek_above_seconds:
-            wanted = sample_frame_indices(n_frames, count)
-            kept = _decode_by_seeking(capture, wanted, size, deadline)
-            method = "seek"
+    with _open_container(path, timeout) as container:
+        stream = _video_stream(container)
+        n_frames, duration = _frame_count_and_duration(container, stream)
+        if n_frames > 0 and duration > seek_above_seconds:
+            wanted = None
         else:
             if n_frames <= 0:  # no frame count in the container: count in a first pass
-                n_frames = _count_frames(capture, deadline)
-                capture.release()
-                capture = _open_capture(path, timeout, threads)
+                n_frames = _count_decoded_frames(path, timeout, deadline)
             wanted = sample_frame_indices(n_frames, count)
-            kept, ended_at = _decode_sequentially(capture, wanted, size, deadline)
-            if ended_at is not None and ended_at > 0:
-                # The container promised more frames than the stream holds: the samples
-                # must be spread over the frames that exist, which a second pass can do.
-                wanted = sample_frame_indices(ended_at, count)
-                if not set(wanted.tolist()) <= set(kept):
-                    capture.release()
-                    capture = _open_capture(path, timeout, threads)
-                    kept, _ = _decode_sequentially(capture, wanted, size, deadline)
-            method = "sequential"
+            kept, shown, ended_at = _decode_sequentially(
+                container, stream, wanted, size, deadline, threads,
+                skip_unreferenced and n_frames >= SKIP_FROM_FRAMES_PER_SLOT * count)
+    if wanted is None:
+        return _sampled_by_seeking(path, count, size, timeout, threads, n_frames, deadline)
+    if ended_at is not None and ended_at > 0:
+        # The container promised more frames than the stream holds: the samples must be
+        # spread over the frames that exist, which a second pass can do.
+        wanted = sample_frame_indices(ended_at, count)
+        with _open_container(path, timeout) as container:
+            kept, shown, _ = _decode_sequentially(
+                container, _video_stream(container), wanted, size, deadline, threads,
+                skip_unreferenced and ended_at >= SKIP_FROM_FRAMES_PER_SLOT * count)
+    if not kept:
+        raise VideoError("no frame could be decoded")
+    numbers = np.array(sorted(kept))
+    # a slot the pass did not reach (a stream that ended early) takes the nearest frame kept
+    nearest = np.array([shown[target] if target in shown else
+                        numbers[np.abs(numbers - target).argmin()] for target in wanted])
+    return SampledFrames(np.stack([kept[number] for number in nearest]), nearest, "sequential")
+
+
+def _video_stream(container):
+    stream = next(iter(container.streams.video), None)
+    if stream is None or stream.codec_context is None or not stream.codec_context.name:
+        raise VideoError("the decoder cannot open it (not a video, or an unsupported codec)")
+    return stream
+
+
+def _frame_count_and_duration(container, stream) -> tuple[int, float]:
+    """(frames the container declares or implies, seconds); 0 frames when it says nothing."""
+    rate = float(stream.average_rate or stream.guessed_rate or 0)
+    if stream.duration is not None and stream.time_base is not None:
+        duration = float(stream.duration * stream.time_base)
+    elif container.duration is not None:
+        duration = container.duration / 1e6
+    else:
+        duration = 0.0
+    n_frames = int(stream.frames or 0)
+    if n_frames <= 0 and rate > 0 and duration > 0:
+        n_frames = int(round(duration * rate))  # webm/mkv headers carry no frame count
+    if duration <= 0 and rate > 0:
+        duration = n_frames / rate
+    return n_frames, duration
+
+
+def _frame_numbers(stream, skipping: bool):
+    """A function frame → its number in display order. Skipped frames leave gaps in the
+    decoded sequence, so the number then comes from the timestamp (constant frame rate
+    assumed, as the slots are anyway); without skipping it is the frame's position."""
+    rate, time_base = stream.average_rate or stream.guessed_rate, stream.time_base
+    counter = iter(range(1 << 62))
+    if not skipping or not rate or not time_base:
+        return lambda frame: next(counter)
+    start = [stream.start_time]
+
+    def number(frame) -> int:
+        position = next(counter)
+        if frame.pts is None:
+            return position
+        if start[0] is None:
+            start[0] = frame.pts
+        return max(int(round(float((frame.pts - start[0]) * time_base * rate))), 0)
+    return number
+
+
+def _decode_sequentially(container, stream, wanted: np.ndarray, size: int, deadline: float,
+                         threads: int, skip_unreferenced: bool):
+    """One pass up to the last wanted frame.
+
+    Returns ({frame number: RGB frame}, {wanted number: number of the frame shown},
+    frame count if the stream ended before the last sample, else None)."""
+    import av
+    from av.video.reformatter import Interpolation, VideoReformatter
+    targets = sorted(set(int(target) for target in wanted))
+    kept, shown = {}, {}
+    reformatter = VideoReformatter()
+
+    def convert(frame) -> np.ndarray:
+        image = reformatter.reformat(frame, width=size, height=size, format="rgb24",
+                                     interpolation=Interpolation.AREA).to_ndarray()
+        turns = int(round((frame.rotation or 0) / 90)) % 4  # the display matrix, as players
+        return np.ascontiguousarray(np.rot90(image, turns)) if turns else image
+
+    def show(target: int, number: int, frame) -> None:
+        shown[target] = number
+        if number not in kept:
+            kept[number] = convert(frame)
+
+    stream.thread_count = max(int(threads), 1)
+    skipping = bool(skip_unreferenced)
+    if skipping:
+        stream.codec_context.skip_frame = "NONREF"
+    number_of = _frame_numbers(stream, skipping)
+    previous, widest_gap, position = None, 1, 0
+    try:
+        for frame in container.decode(stream):
+            _check_deadline(deadline)
+            number = number_of(frame)
+            if previous is not None:
+                widest_gap = max(widest_gap, number - previous[0])
+            while position < len(targets) and targets[position] <= number:
+                target = targets[position]
+                if previous is not None and target - previous[0] < number - target:
+                    show(target, *previous)
+                else:
+                    show(target, number, frame)
+                position += 1
+            if position == len(targets):
+                return kept, shown, None
+            previous = (number, frame)
+    except (av.FFmpegError, OSError):
+        pass  # a damaged stream: keep what decoded, as a player would
+    if previous is None:
+        return kept, shown, None
+    # the stream ended before the last targets: frames skipped at its very end are
+    # expected (they are non-reference frames); anything further means missing frames
+    last = previous[0]
+    if targets[-1] - last < widest_gap:
+        for target in targets[position:]:
+            show(target, *previous)
+        return kept, shown, None
+    return kept, shown, last + 1
+
+
+def _count_decoded_frames(path: Path, timeout: float, deadline: float) -> int:
+    import av
+    count = 0
+    with _open_container(path, timeout) as container:
+        stream = _video_stream(container)
+        try:
+            for _ in container.decode(stream):
+                count += 1
+                if count % 256 == 0:
+                    _check_deadline(deadline)
+        except (av.FFmpegError, OSError):
+            pass
+    if count == 0:
+        raise VideoError("no frame could be decoded")
+    return count
+
+
+def _sampled_by_seeking(path: Path, count: int, size: int, timeout: float, threads: int,
+                        n_frames: int, deadline: float) -> SampledFrames:
+    import cv2
+    capture = _open_capture(path, timeout, threads)
+    try:
+        n_frames = int(max(capture.get(cv2.CAP_PROP_FRAME_COUNT), 0)) or n_frames
+        wanted = sample_frame_indices(n_frames, count)
+        kept = _decode_by_seeking(capture, wanted, size, deadline)
     finally:
         capture.release()
     if not kept:
         raise VideoError("no frame could be decoded")
     numbers = np.array(sorted(kept))
-    # each slot takes the nearest decoded frame: the wanted one unless decoding failed there
-    # (or a seek landed elsewhere)
+    # each slot takes the nearest decoded frame: the wanted one unless the seek landed
+    # elsewhere (or decoding failed there)
     nearest = numbers[np.abs(numbers[None, :] - wanted[:, None]).argmin(axis=1)]
-    return SampledFrames(np.stack([kept[number] for number in nearest]), nearest, method)
+    return SampledFrames(np.stack([kept[number] for number in nearest]), nearest, "seek")
 
 
 def _open_capture(path: Path, timeout: float, threads: int):
@@ -282,26 +426,6 @@ def _to_rgb(frame: np.ndarray, size: int) -> np.ndarray:
     return cv2.cvtColor(small, cv2.COLOR_BGR2RGB)
 
 
-def _decode_sequentially(capture, wanted: np.ndarray, size: int, deadline: float):
-    """({frame number: RGB frame}, frame count if the stream ended before the last sample)."""
-    targets = sorted(set(wanted.tolist()))
-    kept, position = {}, 0
-    for target in targets:
-        while position < target:
-            _check_deadline(deadline)
-            if not capture.grab():
-                return kept, position
-            position += 1
-        _check_deadline(deadline)
-        if not capture.grab():
-            return kept, position
-        ok, frame = capture.retrieve()
-        if ok and frame is not None:
-            kept[target] = _to_rgb(frame, size)
-        position += 1
-    return kept, None
-
-
 def _decode_by_seeking(capture, wanted: np.ndarray, size: int, deadline: float) -> dict:
     import cv2
     kept = {}
@@ -315,17 +439,6 @@ def _decode_by_seeking(capture, wanted: np.ndarray, size: int, deadline: float) 
             landed = int(capture.get(cv2.CAP_PROP_POS_FRAMES)) - 1
             kept[landed if landed >= 0 else target] = _to_rgb(frame, size)
     return kept
-
-
-def _count_frames(capture, deadline: float) -> int:
-    count = 0
-    while capture.grab():
-        count += 1
-        if count % 256 == 0:
-            _check_deadline(deadline)
-    if count == 0:
-        raise VideoError("no frame could be decoded")
-    return count
 
 
 def extract_audio(path: Path, output_path: Path, sample_rate: int, max_seconds: float,

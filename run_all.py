@@ -16,6 +16,9 @@ Cost    the sum of the scripts' costs divided by the parallelism; ~1 s per job o
 Jobs, in index order (same index = independent):
     r10 parts (--part I/N) → r10 join → r11
                            → r12 <extractor> parts → r12 <extractor> join
+    r12 <backbone> parts run *beside* r10 (r12 --follow): each takes a video's frames as
+        soon as r10 has recorded them, so the forward pass overlaps decoding and
+        TensorFlow's start-up hides behind r10's (FOLLOW; not with --force)
     r21 <model> fold k (needs r11 and the extractors the model reads) → r31 <model>, r40 <model>
     r48 (needs every r31/r40) → r50 <stacker> → r60
 A job whose outputs exist is skipped by its script ("up to date"), so a rerun after a crash
@@ -48,6 +51,8 @@ PARTS = 0                      # r10/r12 parts per stage; 0 = one per worker (or
 POLL_SECONDS = 0.2             # how often finished jobs are collected
 LOG_TAIL_LINES = 8             # lines of a failed job's log shown on the console
 JOB_CPUS = 1                   # CPUs a Ray task declares
+FOLLOW = True                  # backbone feature jobs start with r10 (r12 --follow); a
+                               # follower takes no worker slot while r10 decodes
 
 SCRIPTS = {
     "r10": "r10_preprocess_data.py", "r11": "r11_get_metadata_table.py",
@@ -64,6 +69,7 @@ class Job:
     arguments: list                # after the script's name
     depends: list                  # job keys, or patterns such as "r31:*"
     gpu: bool = False              # uses a GPU when one is given
+    follows: str = ""              # runs beside this job (r12 --follow beside "r10")
     expand: object = None          # for expansion jobs: a function run in the driver
     status: str = "waiting"        # waiting, running, done, failed, blocked
     seconds: float = 0.0
@@ -113,28 +119,51 @@ class Chain:
         else:
             self.add(Job("r10", "r10", force, []))
         self.add(Job("r11", "r11", force, ["r10"]))
-        self.add(Job("expand:r12", "r12", [], ["r10"], expand=self.expand_features(parts)))
+        self.add(Job("expand:r12", "r12", [], [] if self.following else ["r10"],
+                     expand=self.expand_features(parts)))
         self.add(Job("expand:r21", "r21", [], ["r11", "expand:r12"], expand=self.expand_models))
         self.add(Job("r48", "r48", force, ["expand:r21", "r31:*", "r40:*"]))
         self.add(Job("expand:r50", "r50", [], [], expand=self.expand_stackers))
         self.add(Job("r60", "r60", force, ["expand:r50", "r50:*"]))
 
+    @property
+    def following(self) -> bool:
+        """Backbone feature jobs run beside r10. Not with --force: a follower could take a
+        record of the previous run before r10 has rewritten it."""
+        return FOLLOW and not self.options.force
+
+    @property
+    def split_backbones(self) -> bool:
+        """Backbone jobs are split into parts only for GPUs or a Ray cluster. On this
+        machine's CPUs one TensorFlow process already uses every core (r12 with 2 parts ran
+        1.09x faster than with 1, bench_parallel), and each part pays TensorFlow's start-up
+        (~8 s of CPU) again."""
+        return bool(self.options.gpus) or self.options.ray is not None
+
     def expand_features(self, parts: int):
         def expand() -> None:
             force = ["--force"] if self.options.force else []
             for entry in self.list_jobs("r12"):
-                extractor = entry["extractor"]
+                extractor, gpu = entry["extractor"], entry.get("gpu", False)
+                # the backbones are the only extractors worth overlapping with decoding
+                # (the others take a few ms a video once the frames are there)
+                follow = self.following and gpu
+                beside = {"depends": [], "follows": "r10"} if follow else {"depends": ["r10"]}
+                extra = ["--follow"] if follow else []
                 part_keys = []
-                if parts > 1:
+                if parts > 1 and (self.split_backbones or not gpu):
                     for part in range(parts):
                         key = f"r12:{extractor}:part{part}"
                         part_keys.append(key)
                         self.add(Job(key, "r12", ["--extractor", extractor, "--part",
-                                                  f"{part}/{parts}", *force], ["r10"],
-                                     gpu=entry.get("gpu", False)))
-                self.add(Job(f"r12:{extractor}", "r12",
-                             ["--extractor", extractor] + ([] if parts > 1 else force),
-                             part_keys or ["r10"], gpu=entry.get("gpu", False) and parts <= 1))
+                                                  f"{part}/{parts}", *extra, *force],
+                                     gpu=gpu, **beside))
+                    # the join reads r10's index, so it waits for r10 in any case
+                    self.add(Job(f"r12:{extractor}", "r12", ["--extractor", extractor],
+                                 part_keys + ["r10"]))
+                else:
+                    self.add(Job(f"r12:{extractor}", "r12",
+                                 ["--extractor", extractor, *extra, *force], gpu=gpu, **beside))
         return expand
 
     def expand_models(self) -> None:
@@ -170,6 +199,13 @@ class Chain:
                          gpu=entry.get("gpu", False)))
 
     # --------------------------------------------------------------------- scheduling
+    def followed(self, job: Job) -> list[Job]:
+        """The jobs `job` runs beside: those named by `follows` (the parts of r10 too)."""
+        if not job.follows:
+            return []
+        return [other for key, other in self.jobs.items()
+                if key == job.follows or key.startswith(job.follows + ":part")]
+
     def dependencies(self, job: Job) -> list[Job]:
         found = []
         for pattern in job.depends:
@@ -181,13 +217,13 @@ class Chain:
         return found
 
     def state(self, job: Job) -> str:
-        """'ready', 'wait', or 'blocked' (a dependency failed)."""
-        for other in self.dependencies(job):
+        """'ready', 'wait', or 'blocked' (a dependency, or the job it runs beside, failed)."""
+        for other in self.followed(job) + self.dependencies(job):
             if other.status in ("failed", "blocked"):
                 job.reason = other.reason if other.status == "blocked" else \
                     f"needs {other.key}, which failed (log: {log_path(other.key)})"
                 return "blocked"
-            if other.status != "done":
+            if other.status != "done" and other not in self.followed(job):
                 return "wait"
         return "ready"
 
@@ -232,8 +268,9 @@ class LocalExecutor:
         self.has_gpus = bool(gpus)
         self.running: dict[str, tuple] = {}
 
-    def can_start(self, job: Job) -> bool:
-        if len(self.running) >= self.workers:
+    def can_start(self, job: Job, riders: int = 0) -> bool:
+        """`riders`: running followers whose r10 still runs; they take no worker slot."""
+        if len(self.running) - riders >= self.workers and not job.follows:
             return False
         return not (job.gpu and self.has_gpus and not self.free_gpus)
 
@@ -265,6 +302,11 @@ class LocalExecutor:
             done.append((key, code, time.time() - start))
         return done
 
+    def kill(self, key: str) -> None:
+        """Ends a running job; it is reported by finished() with its (negative) exit code."""
+        if key in self.running:
+            self.running[key][0].kill()
+
     def stop(self) -> None:
         for process, handle, _, _ in self.running.values():
             process.kill()
@@ -291,8 +333,8 @@ class RayExecutor:
         logger.info("run_all: Ray cluster with %d CPU(s), %d GPU(s)", self.cluster_cpus,
                     self.cluster_gpus)
 
-    def can_start(self, job: Job) -> bool:
-        return len(self.running) < self.slots
+    def can_start(self, job: Job, riders: int = 0) -> bool:
+        return len(self.running) - riders < self.slots or bool(job.follows)
 
     def start(self, job: Job, command: list) -> None:
         gpus = 1 if (job.gpu and self.cluster_gpus) else 0
@@ -314,6 +356,11 @@ class RayExecutor:
                 record = {"returncode": -1, "seconds": 0.0, "node": f"lost ({error})"}
             done.append((key, record["returncode"], record["seconds"], record["node"]))
         return done
+
+    def kill(self, key: str) -> None:
+        for reference, running_key in self.running.items():
+            if running_key == key:
+                self.ray.cancel(reference, force=True)
 
     def stop(self) -> None:
         for reference in self.running:
@@ -361,15 +408,27 @@ def run(chain: Chain, executor) -> int:
             if code == 0:
                 job.status = "done"
                 logger.info("done    %-40s %7.1f s", key, seconds)
+            elif job.reason.startswith("stopped"):
+                job.status = "blocked"
+                logger.error("STOPPED %-40s %s", key, job.reason)
             else:
                 job.status = "failed"
                 job.reason = f"exit code {code}; log: {log_path(key)}"
                 logger.error("FAILED  %-40s exit code %s; log: %s\n%s", key, code,
                              log_path(key), tail(log_path(key), LOG_TAIL_LINES))
             bar.update(1)
+        for job in chain.jobs.values():
+            # a follower waits for r10's records: once r10 has failed they never come
+            failed = [other.key for other in chain.followed(job)
+                      if other.status in ("failed", "blocked")]
+            if job.status == "running" and failed and not job.reason:
+                job.reason = f"stopped: it ran beside {failed[0]}, which failed"
+                executor.kill(job.key)
         progressed = True
         while progressed:
             progressed = False
+            riders = sum(1 for job in chain.jobs.values() if job.status == "running" and any(
+                other.status in ("waiting", "running") for other in chain.followed(job)))
             for job in list(chain.jobs.values()):
                 if job.status != "waiting":
                     continue
@@ -389,7 +448,7 @@ def run(chain: Chain, executor) -> int:
                         logger.error("FAILED  %-40s %s", job.key, error)
                     bar.update(1)
                     progressed = True
-                elif state == "ready" and executor.can_start(job):
+                elif state == "ready" and executor.can_start(job, riders):
                     job.status = "running"
                     executor.start(job, chain.script_command(job.script, job.arguments))
                     progressed = True

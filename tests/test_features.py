@@ -52,14 +52,18 @@ def read_number(frame: np.ndarray) -> int:
 
 
 def make_numbered_video(path: Path, frame_count: int, fps: int = 10, keyframe_every: int = 25,
-                        scale: str | None = None) -> Path:
-    """H.264 video whose frame k shows the number k; `scale` enlarges it in ffmpeg."""
+                        scale: str | None = None, b_frames: int = 0) -> Path:
+    """H.264 video whose frame k shows the number k; `scale` enlarges it in ffmpeg;
+    `b_frames` > 0 encodes B-frames (x264's pyramid: the middle one of 3 is a reference)."""
     command = ["ffmpeg", "-v", "error", "-nostdin", "-y", "-f", "rawvideo", "-pix_fmt", "rgb24",
                "-s", "64x64", "-r", str(fps), "-i", "pipe:0"]
     if scale:
         command += ["-vf", f"scale={scale}:flags=neighbor"]
-    command += ["-c:v", "libx264", "-preset", "ultrafast", "-qp", "0", "-g", str(keyframe_every),
-                "-pix_fmt", "yuv444p", str(path)]
+    # x264 makes no B-frames when lossless: those clips are near-lossless instead
+    quality = ["-qp", "0"] if not b_frames else ["-crf", "12", "-bf", str(b_frames),
+                                                 "-x264-params", "b-adapt=0"]
+    command += ["-c:v", "libx264", "-preset", "ultrafast" if not b_frames else "veryfast",
+                *quality, "-g", str(keyframe_every), "-pix_fmt", "yuv444p", str(path)]
     frames = b"".join(numbered_frame(number).tobytes() for number in range(frame_count))
     subprocess.run(command, input=frames, check=True, timeout=120)
     return path
@@ -106,6 +110,70 @@ def test_sampled_frames_are_the_evenly_spaced_ones(tmp_path):
     np.testing.assert_array_equal(sampled.indices, expected)
     assert [read_number(frame) for frame in sampled.frames] == expected.tolist()
     assert sampled.decoded == 8
+
+
+def test_frames_nothing_refers_to_are_skipped_and_a_slot_shows_the_nearest(tmp_path):
+    path = make_numbered_video(tmp_path / "b_frames.mp4", frame_count=60, b_frames=3)
+    expected = video_io.sample_frame_indices(60, 8)
+    every = video_io.decode_sampled_frames(path, count=8, size=32, skip_unreferenced=False)
+    np.testing.assert_array_equal(every.indices, expected)
+    assert [read_number(frame) for frame in every.frames] == expected.tolist()
+    skipped = video_io.decode_sampled_frames(path, count=8, size=32)
+    # each slot shows the frame it says it shows, at most one frame from the even spacing
+    assert [read_number(frame) for frame in skipped.frames] == skipped.indices.tolist()
+    assert np.abs(skipped.indices - expected).max() == 1
+    assert skipped.decoded == 8
+    # the skipped frames decode to nothing else: the frames kept are bit-identical
+    same = skipped.indices == expected
+    assert same.any()
+    np.testing.assert_array_equal(skipped.frames[same], every.frames[same])
+
+
+def test_frames_match_opencv_upright_in_every_pixel_format(tmp_path):
+    """OpenCV (BGR, then area resize) is the reference. swscale scales from YUV directly with
+    its own area filter, so single pixels at sharp edges differ; 8×8 block means must not:
+    they would, by tens, for a wrong orientation, a channel swap, a colour range or a crop."""
+    import cv2
+
+    from skimage import data
+
+    photo = np.ascontiguousarray(data.chelsea()[:288, :448])  # a real photo: natural edges
+    # 20 frames panning over it, so that the sampled frames differ
+    frames = b"".join(np.roll(photo, 4 * step, axis=1).tobytes() for step in range(20))
+
+    def ffmpeg(*arguments, frames_in: bytes | None = None):
+        subprocess.run(["ffmpeg", "-v", "error", "-nostdin", "-y", *arguments], check=True,
+                       timeout=120, input=frames_in)
+    source = ["-f", "rawvideo", "-pix_fmt", "rgb24", "-s", "448x288", "-r", "10", "-i", "pipe:0"]
+    ffmpeg(*source, "-c:v", "libx264", "-pix_fmt", "yuv420p", str(tmp_path / "plain.mp4"),
+           frames_in=frames)
+    ffmpeg("-i", str(tmp_path / "plain.mp4"), "-c", "copy", "-metadata:s:v:0", "rotate=90",
+           str(tmp_path / "rotated.mp4"))
+    ffmpeg(*source, "-c:v", "libx264", "-pix_fmt", "yuv444p", str(tmp_path / "full_chroma.mp4"),
+           frames_in=frames)
+    ffmpeg(*source, "-c:v", "libvpx", "-b:v", "2M", str(tmp_path / "vp8.webm"), frames_in=frames)
+    ffmpeg(*source, "-c:v", "mjpeg", "-q:v", "3", "-pix_fmt", "yuvj420p",
+           str(tmp_path / "jpeg.avi"), frames_in=frames)
+    for name in ("plain.mp4", "rotated.mp4", "full_chroma.mp4", "vp8.webm", "jpeg.avi"):
+        sampled = video_io.decode_sampled_frames(tmp_path / name, count=4, size=48,
+                                                 skip_unreferenced=False)
+        capture = cv2.VideoCapture(str(tmp_path / name))
+        reference = []
+        while True:
+            ok, frame = capture.read()
+            if not ok:
+                break
+            reference.append(frame)
+        capture.release()
+        assert sampled.indices.tolist() == video_io.sample_frame_indices(len(reference),
+                                                                         4).tolist(), name
+        for index, frame in zip(sampled.indices, sampled.frames):
+            expected = cv2.cvtColor(cv2.resize(reference[index], (48, 48),
+                                               interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2RGB)
+            blocks = [image.astype(float).reshape(6, 8, 6, 8, 3).mean(axis=(1, 3))
+                      for image in (frame, expected)]
+            assert np.abs(blocks[0] - blocks[1]).max() < 4, name
+            assert np.abs(frame.astype(float) - expected).mean() < 3, name
 
 
 def test_a_clip_shorter_than_the_samples_repeats_its_frames(tmp_path):
