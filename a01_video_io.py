@@ -327,6 +327,8 @@ def _decode_sequentially(container, stream, wanted: np.ndarray, size: int, deadl
             kept[number] = convert(frame)
 
     stream.thread_count = max(int(threads), 1)
+    if threads > 1:
+        stream.thread_type = "AUTO"  # frame threads too: one slice per frame is the norm
     skipping = bool(skip_unreferenced)
     if skipping:
         stream.codec_context.skip_frame = "NONREF"

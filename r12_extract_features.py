@@ -34,7 +34,8 @@ Backbones run in this process, fed by `--workers` loader threads that read and r
 next videos' frames while the model computes; batches span videos (and shards). With
 `--follow` the job starts with r10 instead of after it: it reads r10's plan
 (cache/preprocess_plan.csv) and takes each video as soon as r10 has recorded it, so
-decoding and the forward pass overlap and TensorFlow's start-up hides behind r10's. Per-step
+decoding and the forward pass overlap and TensorFlow's start-up hides behind r10's
+(run_all.py starts its backbone jobs this way). Per-step
 features are stored as float16: the rounding error (relative 2^-11 ≈ 5e-4) is far below
 what separates videos, and it halves the disk and memory of every model that reads them.
 A rerun reuses the rows of the joined output made with the same settings, so new videos
