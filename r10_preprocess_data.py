@@ -135,6 +135,7 @@ def preprocess_video(filename: str, force: bool) -> dict:
             write_array(sampled.frames, paths["frames"])
             record["frames_path"] = str(paths["frames"].relative_to(cache_dir()))
             record["frames_decoded"] = sampled.decoded
+            record["frame_numbers"] = sampled.indices.tolist()
         except VideoError as error:
             record["errors"].insert(0, f"frames: {short_error(error)}")
     write_json(record, paths["record"])
