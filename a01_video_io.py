@@ -4,9 +4,9 @@ Everything is read in-process, with no subprocess per video, through PyAV (libav
 libavcodec, libswscale): the probe, the audio and the frames of short clips; OpenCV's FFmpeg
 backend seeks in long videos. Starting Debian's ffprobe and ffmpeg binaries cost ~65 ms each
 per video (they link ~200 shared libraries), more than decoding a whole 5 s clip; in-process
-the probe and the audio take ~7 ms. Of the frames, libavcodec skips those no other frame
-refers to (non-reference B-frames: ~45 % of an x264 clip), and only the sampled ones are
-scaled to RGB, by swscale straight from YUV. Every read is bounded: PyAV's and OpenCV's I/O
+the probe and the audio take ~7 ms. Of the frames, libavcodec skips those that are neither
+sampled nor referred to by another frame (most B-frames: ~30 % of an x264 demo clip), and
+only the sampled ones are scaled to RGB, by swscale straight from YUV. Every read is bounded: PyAV's and OpenCV's I/O
 timeouts, plus a deadline checked per decoded frame. r10 runs all of it in worker
 processes, so a decoder that crashes on a hostile file costs one worker and becomes that
 video's failure row. Errors are raised as `VideoError` with one line fit for
@@ -23,10 +23,6 @@ from pathlib import Path
 import numpy as np
 
 from a00_common import atomic_path
-
-
-# unreferenced frames are skipped only when the slots are at least this many frames apart
-SKIP_FROM_FRAMES_PER_SLOT = 2
 
 
 class VideoError(RuntimeError):
@@ -203,6 +199,7 @@ class SampledFrames:
     frames: np.ndarray      # (count, size, size, 3) uint8 RGB
     indices: np.ndarray     # (count,) frame number shown in each slot
     method: str             # "sequential" (PyAV, one pass) or "seek" (OpenCV)
+    frames_read: int = 0    # frames the decoder produced (the skipped ones are not)
 
     @property
     def decoded(self) -> int:
@@ -217,12 +214,11 @@ def decode_sampled_frames(path: Path, count: int, size: int, timeout: float = 12
 
     Short clips, the camera-trap norm, are read in one sequential pass that stops at the last
     sampled frame. Inter-coded video allows no less than decoding the frames the sampled ones
-    are predicted from; with `skip_unreferenced` libavcodec also skips every frame that no
-    other frame refers to (in x264's clips, 2 of each 3 B-frames), and a slot then shows the
-    nearest decoded frame: at most a frame or two from the evenly spaced one, and the same
-    frame on every run. Clips with fewer than SKIP_FROM_FRAMES_PER_SLOT frames per slot are
-    decoded whole, as two slots could then show one frame. Only the frames shown are scaled
-    to RGB, in one swscale pass from YUV with area averaging. Videos longer than `seek_above_seconds` are read by seeking to
+    are predicted from; with `skip_unreferenced` libavcodec also skips every frame that is
+    neither sampled nor referred to by another frame (in x264's clips, 2 of each 3 B-frames),
+    decided per packet from its timestamp. The frames kept are those a full decode gives,
+    bit for bit. Only they are scaled to RGB, in one swscale pass from YUV with area
+    averaging. A slot whose frame is missing (a damaged stream) shows the nearest one. Videos longer than `seek_above_seconds` are read by seeking to
     each sampled frame (OpenCV), so their cost is `count` short decodes from the preceding
     keyframes. Either way memory holds only the kept frames. `threads`: decoder threads; 1 is
     the most work per CPU second, so parallel callers should run one decoder per core.
@@ -237,9 +233,8 @@ def decode_sampled_frames(path: Path, count: int, size: int, timeout: float = 12
             if n_frames <= 0:  # no frame count in the container: count in a first pass
                 n_frames = _count_decoded_frames(path, timeout, deadline)
             wanted = sample_frame_indices(n_frames, count)
-            kept, shown, ended_at = _decode_sequentially(
-                container, stream, wanted, size, deadline, threads,
-                skip_unreferenced and n_frames >= SKIP_FROM_FRAMES_PER_SLOT * count)
+            kept, shown, ended_at, read = _decode_sequentially(
+                container, stream, wanted, size, deadline, threads, skip_unreferenced)
     if wanted is None:
         return _sampled_by_seeking(path, count, size, timeout, threads, n_frames, deadline)
     if ended_at is not None and ended_at > 0:
@@ -247,16 +242,18 @@ def decode_sampled_frames(path: Path, count: int, size: int, timeout: float = 12
         # spread over the frames that exist, which a second pass can do.
         wanted = sample_frame_indices(ended_at, count)
         with _open_container(path, timeout) as container:
-            kept, shown, _ = _decode_sequentially(
+            kept, shown, _, read_again = _decode_sequentially(
                 container, _video_stream(container), wanted, size, deadline, threads,
-                skip_unreferenced and ended_at >= SKIP_FROM_FRAMES_PER_SLOT * count)
+                skip_unreferenced)
+        read += read_again
     if not kept:
         raise VideoError("no frame could be decoded")
     numbers = np.array(sorted(kept))
     # a slot the pass did not reach (a stream that ended early) takes the nearest frame kept
     nearest = np.array([shown[target] if target in shown else
                         numbers[np.abs(numbers - target).argmin()] for target in wanted])
-    return SampledFrames(np.stack([kept[number] for number in nearest]), nearest, "sequential")
+    return SampledFrames(np.stack([kept[number] for number in nearest]), nearest, "sequential",
+                         read)
 
 
 def _video_stream(container):
@@ -283,24 +280,14 @@ def _frame_count_and_duration(container, stream) -> tuple[int, float]:
     return n_frames, duration
 
 
-def _frame_numbers(stream, skipping: bool):
-    """A function frame → its number in display order. Skipped frames leave gaps in the
-    decoded sequence, so the number then comes from the timestamp (constant frame rate
-    assumed, as the slots are anyway); without skipping it is the frame's position."""
-    rate, time_base = stream.average_rate or stream.guessed_rate, stream.time_base
-    counter = iter(range(1 << 62))
-    if not skipping or not rate or not time_base:
-        return lambda frame: next(counter)
-    start = [stream.start_time]
-
-    def number(frame) -> int:
-        position = next(counter)
-        if frame.pts is None:
-            return position
-        if start[0] is None:
-            start[0] = frame.pts
-        return max(int(round(float((frame.pts - start[0]) * time_base * rate))), 0)
-    return number
+def _timestamp_numbering(stream):
+    """A function pts → frame number in display order (constant frame rate, as the slots
+    assume anyway), or None when the stream lacks what it needs."""
+    rate, time_base, start = (stream.average_rate or stream.guessed_rate, stream.time_base,
+                              stream.start_time)
+    if not rate or not time_base or start is None:
+        return None
+    return lambda pts: int(round(float((pts - start) * time_base * rate)))
 
 
 def _decode_sequentially(container, stream, wanted: np.ndarray, size: int, deadline: float,
@@ -308,7 +295,7 @@ def _decode_sequentially(container, stream, wanted: np.ndarray, size: int, deadl
     """One pass up to the last wanted frame.
 
     Returns ({frame number: RGB frame}, {wanted number: number of the frame shown},
-    frame count if the stream ended before the last sample, else None)."""
+    frame count if the stream ended before the last sample, else None, frames decoded)."""
     import av
     from av.video.reformatter import Interpolation, VideoReformatter
     targets = sorted(set(int(target) for target in wanted))
@@ -329,39 +316,41 @@ def _decode_sequentially(container, stream, wanted: np.ndarray, size: int, deadl
     stream.thread_count = max(int(threads), 1)
     if threads > 1:
         stream.thread_type = "AUTO"  # frame threads too: one slice per frame is the norm
-    skipping = bool(skip_unreferenced)
-    if skipping:
-        stream.codec_context.skip_frame = "NONREF"
-    number_of = _frame_numbers(stream, skipping)
-    previous, widest_gap, position = None, 1, 0
+    # Skipping is decided per packet, from its timestamp: a sampled frame is always decoded,
+    # any other frame only if libavcodec needs it as a reference. With frame threads the
+    # setting would reach the decoder late, so they decode everything.
+    numbering = _timestamp_numbering(stream) if skip_unreferenced and threads <= 1 else None
+    context, wanted_numbers = stream.codec_context, set(targets)
+    previous, position, counted = None, 0, 0
     try:
-        for frame in container.decode(stream):
+        for packet in container.demux(stream):
             _check_deadline(deadline)
-            number = number_of(frame)
-            if previous is not None:
-                widest_gap = max(widest_gap, number - previous[0])
-            while position < len(targets) and targets[position] <= number:
-                target = targets[position]
-                if previous is not None and target - previous[0] < number - target:
-                    show(target, *previous)
+            if numbering is not None:
+                needed = packet.pts is None or numbering(packet.pts) in wanted_numbers
+                context.skip_frame = "DEFAULT" if needed else "NONREF"
+            for frame in packet.decode():
+                counted += 1
+                if numbering is None:
+                    number = counted - 1
+                elif frame.pts is None:
+                    number = previous[0] + 1 if previous is not None else 0
                 else:
-                    show(target, number, frame)
-                position += 1
-            if position == len(targets):
-                return kept, shown, None
-            previous = (number, frame)
+                    number = max(numbering(frame.pts), 0)
+                while position < len(targets) and targets[position] <= number:
+                    target = targets[position]
+                    if previous is not None and target - previous[0] < number - target:
+                        show(target, *previous)
+                    else:
+                        show(target, number, frame)
+                    position += 1
+                if position == len(targets):
+                    return kept, shown, None, counted
+                previous = (number, frame)
     except (av.FFmpegError, OSError):
         pass  # a damaged stream: keep what decoded, as a player would
     if previous is None:
-        return kept, shown, None
-    # the stream ended before the last targets: frames skipped at its very end are
-    # expected (they are non-reference frames); anything further means missing frames
-    last = previous[0]
-    if targets[-1] - last < widest_gap:
-        for target in targets[position:]:
-            show(target, *previous)
-        return kept, shown, None
-    return kept, shown, last + 1
+        return kept, shown, None, counted
+    return kept, shown, previous[0] + 1, counted  # the stream ended before the last targets
 
 
 def _count_decoded_frames(path: Path, timeout: float, deadline: float) -> int:

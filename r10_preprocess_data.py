@@ -20,8 +20,8 @@ Videos are processed in `--workers` worker processes (at least one, even for --w
 the probe, the audio and the frames are read by PyAV (libavformat, libavcodec, swscale;
 OpenCV seeks in videos over SEEK_ABOVE_SECONDS), in-process, and a decoder that crashes on
 a hostile file then takes down one worker, not the run; that video gets a failure row.
-Frames that no other frame refers to are not decoded (SKIP_UNREFERENCED_FRAMES): a slot
-then shows the nearest decoded frame, at most a frame or two away (a01 has the details).
+Frames that are neither sampled nor referred to by other frames are not decoded
+(SKIP_UNREFERENCED_FRAMES); the sampled frames are a full decode's, bit for bit.
 A video that cannot be probed or decoded gets a failure row and no frames; later stages
 mark it missing and still predict it. Per-video outputs that exist are skipped.
 """
@@ -47,7 +47,7 @@ FRAMES_PER_VIDEO = 16          # evenly spaced over the clip (slice centres)
 FRAME_SIZE = 224               # frames are resized (squashed) to FRAME_SIZE × FRAME_SIZE
 SEEK_ABOVE_SECONDS = 60.0      # longer videos are read by seeking, not one full pass
 DECODER_THREADS = 1            # per worker; parallelism comes from --workers (less CPU per frame)
-SKIP_UNREFERENCED_FRAMES = True  # skip frames nothing refers to (x264 B-frames: ~1.25x faster)
+SKIP_UNREFERENCED_FRAMES = True  # skip unsampled frames nothing refers to (x264 B-frames)
 # --- audio
 EXTRACT_AUDIO = True           # False: no wav (audio_logmel features are then all missing)
 AUDIO_SAMPLE_RATE = 16000      # Hz, mono
@@ -56,7 +56,7 @@ MAX_AUDIO_SECONDS = 30.0       # audio beyond this is not extracted
 TIMEOUT_SECONDS = 120.0        # per probe, audio and frame decode of a video: then a failure row
 
 # Bumped when the decoder changes the pixels it produces, so old frame caches are not reused.
-FRAME_DECODER = "pyav-swscale-area-1"
+FRAME_DECODER = "pyav-swscale-area-2"
 
 
 def frames_config() -> dict:
