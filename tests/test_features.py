@@ -185,6 +185,7 @@ def test_a_clip_shorter_than_the_samples_repeats_its_frames(tmp_path):
 MEMORY_PROBE = """
 import sys
 sys.path.insert(0, {root!r})
+import av, cv2  # both readers' libraries in both runs: the test is about frames, not imports
 from a01_video_io import decode_sampled_frames
 sampled = decode_sampled_frames({path!r}, count=8, size=32)
 peak = [line for line in open("/proc/self/status") if line.startswith("VmHWM")][0]
