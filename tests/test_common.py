@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import math
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pandas as pd
@@ -203,3 +205,39 @@ def test_a_video_that_is_a_symlink_is_allowed_but_climbing_out_is_not(data_folde
     for name in ("../x.mp4", "a/../../x.mp4", str(elsewhere)):
         with pytest.raises(InputError, match="must stay inside"):
             common.video_path(name)
+
+
+RUN_MAIN_PROBE = r"""
+import atexit, sys, types
+sys.path.insert(0, {root!r})
+sys.modules.setdefault("tensorflow", types.ModuleType("tensorflow"))  # as if a model ran
+from a00_common import InputError, run_main
+atexit.register(lambda: print("atexit ran", flush=True))
+def main():
+    print("main ran", flush=True)
+    outcome = {outcome!r}
+    if outcome == "input error":
+        raise InputError("labels.csv: no filename column")
+    if outcome == "message":
+        raise SystemExit("r12: weights not found")
+    if outcome == "code":
+        raise SystemExit(3)
+run_main(main)
+print("after run_main: the interpreter went on", flush=True)
+"""
+
+
+@pytest.mark.parametrize("outcome, status, error_line", [
+    ("success", 0, ""), ("input error", 2, "error: labels.csv: no filename column"),
+    ("message", 1, "r12: weights not found"), ("code", 3, "")])
+def test_a_process_that_loaded_tensorflow_ends_with_the_same_status_and_output(
+        tmp_path, outcome, status, error_line):
+    """It skips only the interpreter's teardown: exit status, messages and atexit handlers
+    are those of a normal exit."""
+    from a00_common import PROJECT_ROOT
+    script = tmp_path / "probe.py"
+    script.write_text(RUN_MAIN_PROBE.format(root=str(PROJECT_ROOT), outcome=outcome))
+    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True)
+    assert result.returncode == status
+    assert result.stdout.splitlines() == ["main ran", "atexit ran"]
+    assert result.stderr.strip() == error_line
