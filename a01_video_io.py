@@ -287,7 +287,8 @@ def _timestamp_numbering(stream):
                               stream.start_time)
     if not rate or not time_base or start is None:
         return None
-    return lambda pts: int(round(float((pts - start) * time_base * rate)))
+    frames_per_tick = float(time_base * rate)  # one float product per packet, not Fractions
+    return lambda pts: int(round((pts - start) * frames_per_tick))
 
 
 def _decode_sequentially(container, stream, wanted: np.ndarray, size: int, deadline: float,
