@@ -13,7 +13,8 @@ and reports medians:
   pipelined    r10 and r12 EXTRACTOR --follow started together: the backbone runs on each
                video's frames as soon as r10 has them (from an empty cache)
   (a) decode   the sampled frames alone (a01.decode_sampled_frames in --workers processes)
-  (b) forward  the backbone's forward pass alone, on frames decoded beforehand
+  (b) forward  the backbone's forward pass alone, on frames decoded beforehand, in a fresh
+               process each repeat like r12's (TensorFlow's start-up and tracing excluded)
   ffmpeg pipe  the sampled frames through an ffmpeg select filter, one ffmpeg per video
   every frame  cv2.VideoCapture.read() of every frame, then sampling: in one process (the
                usual loop) and in --workers processes
@@ -48,8 +49,8 @@ if str(PROJECT_ROOT) not in sys.path:
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from a00_common import (git_commit, input_dir, parse_config, read_array, reports_dir,  # noqa: E402
-                        tool_path, write_csv)
+from a00_common import (data_dir, git_commit, input_dir, parse_config, read_array,  # noqa: E402
+                        reports_dir, tool_path, write_csv)
 from a01_video_io import decode_sampled_frames, sample_frame_indices  # noqa: E402
 
 LIMIT = 0                      # the first LIMIT videos of the data folder (0 = all)
@@ -194,6 +195,22 @@ def timed_map(function, videos: list[Path], pool) -> float:
     return time.perf_counter() - start
 
 
+def run_forward_pass(work: Path) -> float:
+    """(b) in a fresh process, as each r12 run is one: TensorFlow on 2 cores sometimes runs
+    a whole process on one core, so one process measured once would be one draw of that
+    for every repeat, while the stage's runs each draw again."""
+    command = [sys.executable, str(Path(__file__).resolve()), "--data", str(work),
+               "--forward_pass_only", "--extractor", EXTRACTOR,
+               "--frame_size", str(FRAME_SIZE), "--batch_size", str(BATCH_SIZE)]
+    result = subprocess.run(command, capture_output=True, text=True,
+                            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    lines = [line for line in result.stdout.splitlines() if line.startswith("FORWARD ")]
+    if result.returncode != 0 or not lines:
+        errors = (result.stderr or result.stdout).strip().splitlines()
+        raise SystemExit(f"bench: the forward pass failed: {errors[-1] if errors else ''}")
+    return float(lines[-1].split()[1])
+
+
 class ForwardPass:
     """(b): the backbone on frames decoded beforehand, in r12's batches."""
 
@@ -237,7 +254,12 @@ def load_average() -> str:
 
 
 def main() -> None:
-    args = parse_config(globals(), __doc__)
+    args = parse_config(globals(), __doc__, extra_options={
+        "forward_pass_only": (False, "measure (b) once on <data>/cache's frames and print "
+                                     "'FORWARD <seconds>' (what each repeat runs)")})
+    if args.forward_pass_only:
+        print(f"FORWARD {ForwardPass(data_dir())()}", flush=True)
+        return
     workers = max(1, args.workers)
     print(f"bench_features: {load_average()} at start, {os.cpu_count()} CPUs, "
           f"--workers {workers}", flush=True)
@@ -252,7 +274,7 @@ def main() -> None:
     r12_options = ["--extractor", EXTRACTOR, "--workers", str(workers), "--force",
                    "--batch_size", str(BATCH_SIZE), "--image_size", str(FRAME_SIZE)]
     context = multiprocessing.get_context("forkserver")
-    rows, forward = [], None
+    rows = []
     try:
         with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context) as pool:
             list(pool.map(worker_id, range(workers)))  # start the workers before any timing
@@ -273,9 +295,7 @@ def main() -> None:
                     f"every frame, cv2, {workers} processes": timed_map(decode_every_frame,
                                                                         videos, pool),
                 }
-                if forward is None:  # TensorFlow loads here, after the first stage runs
-                    forward = ForwardPass(work)
-                seconds["(b) forward pass"] = forward()
+                seconds["(b) forward pass"] = run_forward_pass(work)
                 seconds["stage: r10 + r12"] = seconds["r10"] + seconds[f"r12 {EXTRACTOR}"]
                 seconds["frame stage: r10 without audio + r12"] = \
                     seconds["r10 without audio"] + seconds[f"r12 {EXTRACTOR}"]
