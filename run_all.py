@@ -14,7 +14,7 @@ Cost    the sum of the scripts' costs divided by the parallelism; ~1 s per job o
     python run_all.py --until r40 --pass "r21:--epochs 5"   # stop after r40; extra script args
 
 Jobs, in index order (same index = independent):
-    r10 parts (--part I/N) → r10 join → r11
+    r10 (--workers N; with Ray, parts --part I/N → r10 join) → r11
                            → r12 <extractor> parts → r12 <extractor> join
     r12 <backbone> parts run *beside* r10 (r12 --follow): each takes a video's frames as
         soon as r10 has recorded them, so the forward pass overlaps decoding and
@@ -25,7 +25,8 @@ A job whose outputs exist is skipped by its script ("up to date"), so a rerun af
 or a kill resumes where it stopped. A failed job stops the jobs that depend on it, with
 its log file named; independent jobs still finish; the exit code is 1 if anything failed.
 
-Scale-out. `--workers N` runs N job processes at once (r10/r12 are split into N parts).
+Scale-out. `--workers N` runs N job processes at once (r10 runs N decoder processes; the
+cheap r12 extractors are split into N parts; with Ray, r10 too).
 `--gpus 0,1` gives each GPU job (backbone features, Keras training) one device through
 CUDA_VISIBLE_DEVICES, at most one job per GPU at a time. `--ray [ADDRESS]` makes every
 job a Ray task that declares its CPUs (and a GPU where the cluster has them); every node
@@ -112,12 +113,13 @@ class Chain:
 
     def build(self, parts: int) -> None:
         force = ["--force"] if self.options.force else []
-        if parts > 1:
+        if parts > 1 and self.split_preprocessing:
             for part in range(parts):
                 self.add(Job(f"r10:part{part}", "r10", ["--part", f"{part}/{parts}", *force], []))
             self.add(Job("r10", "r10", [], [f"r10:part{p}" for p in range(parts)]))
         else:
-            self.add(Job("r10", "r10", force, []))
+            workers = ["--workers", str(parts)] if parts > 1 else []
+            self.add(Job("r10", "r10", [*workers, *force], []))
         self.add(Job("r11", "r11", force, ["r10"]))
         self.add(Job("expand:r12", "r12", [], [] if self.following else ["r10"],
                      expand=self.expand_features(parts)))
@@ -131,6 +133,13 @@ class Chain:
         """Backbone feature jobs run beside r10. Not with --force: a follower could take a
         record of the previous run before r10 has rewritten it."""
         return FOLLOW and not self.options.force
+
+    @property
+    def split_preprocessing(self) -> bool:
+        """r10 is split into parts only for Ray, where each part is a task on some node. On
+        one machine a single r10 with --workers N runs the same N decoder processes without
+        N more parents and forkservers and a join job (~3 s of CPU on the demo)."""
+        return self.options.ray is not None
 
     @property
     def split_backbones(self) -> bool:

@@ -68,6 +68,19 @@ def feature_jobs(monkeypatch, **changes) -> dict:
     return {key: job for key, job in chain.jobs.items() if key.startswith(("r12", "expand:r12"))}
 
 
+def test_r10_is_one_job_of_n_decoders_here_and_n_parts_on_ray():
+    local = run_all.Chain(chain_options())
+    local.build(parts=2)
+    assert [key for key in local.jobs if key.startswith("r10")] == ["r10"]
+    assert local.jobs["r10"].arguments == ["--workers", "2"]
+    assert local.jobs["r11"].depends == ["r10"]
+    ray = run_all.Chain(chain_options(ray="local"))
+    ray.build(parts=2)
+    assert [key for key in ray.jobs if key.startswith("r10")] == ["r10:part0", "r10:part1", "r10"]
+    assert ray.jobs["r10:part1"].arguments == ["--part", "1/2"]
+    assert ray.jobs["r10"].depends == ["r10:part0", "r10:part1"]
+
+
 def test_backbone_features_start_beside_r10_in_one_job_on_cpus(monkeypatch):
     jobs = feature_jobs(monkeypatch)
     assert jobs["expand:r12"].depends == []
