@@ -1,13 +1,13 @@
 """Video IO room: probing, decoding of the sampled frames only, mono wav extraction.
 
 Everything is read in-process, with no subprocess per video, through PyAV (libavformat,
-libavcodec, libswscale): the probe, the audio and the frames of short clips; OpenCV's FFmpeg
-backend seeks in long videos. Starting Debian's ffprobe and ffmpeg binaries cost ~65 ms each
-per video (they link ~200 shared libraries), more than decoding a whole 5 s clip; in-process
+libavcodec, libswscale): the probe, the audio and the frames, short clips in one pass and
+long videos by seeking. Starting Debian's ffprobe and ffmpeg binaries cost ~65 ms each per
+video (they link ~200 shared libraries), more than decoding a whole 5 s clip; in-process
 the probe and the audio take ~7 ms. Of the frames, libavcodec skips those that are neither
 sampled nor referred to by another frame (most B-frames: ~30 % of an x264 demo clip), and
-only the sampled ones are scaled to RGB, by swscale straight from YUV. Every read is bounded: PyAV's and OpenCV's I/O
-timeouts, plus a deadline checked per decoded frame. r10 runs all of it in worker
+only the sampled ones are scaled to RGB, by swscale straight from YUV. Every read is
+bounded: PyAV's I/O timeout, plus a deadline checked per packet. r10 runs all of it in worker
 processes, so a decoder that crashes on a hostile file costs one worker and becomes that
 video's failure row. Errors are raised as `VideoError` with one line fit for
 `cache/failures.csv`.
@@ -198,7 +198,7 @@ class SampledFrames:
 
     frames: np.ndarray      # (count, size, size, 3) uint8 RGB
     indices: np.ndarray     # (count,) frame number shown in each slot
-    method: str             # "sequential" (PyAV, one pass) or "seek" (OpenCV)
+    method: str             # "sequential" (one pass) or "seek" (to each sampled frame)
     frames_read: int = 0    # frames the decoder produced (the skipped ones are not)
 
     @property
@@ -218,25 +218,39 @@ def decode_sampled_frames(path: Path, count: int, size: int, timeout: float = 12
     neither sampled nor referred to by another frame (in x264's clips, 2 of each 3 B-frames),
     decided per packet from its timestamp. The frames kept are those a full decode gives,
     bit for bit. Only they are scaled to RGB, in one swscale pass from YUV with area
-    averaging. A slot whose frame is missing (a damaged stream) shows the nearest one. Videos longer than `seek_above_seconds` are read by seeking to
-    each sampled frame (OpenCV), so their cost is `count` short decodes from the preceding
-    keyframes. Either way memory holds only the kept frames. `threads`: decoder threads; 1 is
-    the most work per CPU second, so parallel callers should run one decoder per core.
+    averaging. A slot whose frame is missing (a damaged stream) shows the nearest one. Videos
+    longer than `seek_above_seconds` are read by seeking to the keyframe before each sampled
+    frame and decoding up to it, in the same container and with the same scaling, so their
+    cost is `count` short decodes. Either way memory holds only the kept frames. `threads`:
+    decoder threads; 1 is the most work per CPU second, so parallel callers should run one
+    decoder per core.
     """
     deadline = time.monotonic() + timeout
     with _open_container(path, timeout) as container:
         stream = _video_stream(container)
         n_frames, duration = _frame_count_and_duration(container, stream)
-        if n_frames > 0 and duration > seek_above_seconds:
-            wanted = None
+        long_video = n_frames > 0 and duration > seek_above_seconds \
+            and _timestamp_numbering(stream) is not None
+        if long_video:
+            wanted = sample_frame_indices(n_frames, count)
+            seeked = _decode_by_seeking(container, stream, wanted, size, deadline, threads,
+                                        skip_unreferenced)
+            if seeked is not None:
+                kept, shown, read = seeked
+                return _sampled_frames(kept, shown, wanted, "seek", read)
         else:
             if n_frames <= 0:  # no frame count in the container: count in a first pass
                 n_frames = _count_decoded_frames(path, timeout, deadline)
             wanted = sample_frame_indices(n_frames, count)
-            kept, shown, ended_at, read = _decode_sequentially(
-                container, stream, wanted, size, deadline, threads, skip_unreferenced)
-    if wanted is None:
-        return _sampled_by_seeking(path, count, size, timeout, threads, n_frames, deadline)
+            passed = _decode_sequentially(container, stream, wanted, size, deadline, threads,
+                                          skip_unreferenced)
+    if long_video:
+        # its container could not seek to before every target (MPEG-TS has no index, and
+        # its seeks land on a later keyframe): one pass, which holds only the kept frames
+        with _open_container(path, timeout) as container:
+            passed = _decode_sequentially(container, _video_stream(container), wanted, size,
+                                          deadline, threads, skip_unreferenced)
+    kept, shown, ended_at, read = passed
     if ended_at is not None and ended_at > 0:
         # The container promised more frames than the stream holds: the samples must be
         # spread over the frames that exist, which a second pass can do.
@@ -246,14 +260,19 @@ def decode_sampled_frames(path: Path, count: int, size: int, timeout: float = 12
                 container, _video_stream(container), wanted, size, deadline, threads,
                 skip_unreferenced)
         read += read_again
+    return _sampled_frames(kept, shown, wanted, "sequential", read)
+
+
+def _sampled_frames(kept: dict, shown: dict, wanted: np.ndarray, method: str,
+                    read: int) -> SampledFrames:
+    """The slots in order; a slot the decoder did not reach (a stream that ended early, a
+    failed seek) takes the nearest frame kept."""
     if not kept:
         raise VideoError("no frame could be decoded")
     numbers = np.array(sorted(kept))
-    # a slot the pass did not reach (a stream that ended early) takes the nearest frame kept
     nearest = np.array([shown[target] if target in shown else
                         numbers[np.abs(numbers - target).argmin()] for target in wanted])
-    return SampledFrames(np.stack([kept[number] for number in nearest]), nearest, "sequential",
-                         read)
+    return SampledFrames(np.stack([kept[number] for number in nearest]), nearest, method, read)
 
 
 def _video_stream(container):
@@ -282,13 +301,35 @@ def _frame_count_and_duration(container, stream) -> tuple[int, float]:
 
 def _timestamp_numbering(stream):
     """A function pts → frame number in display order (constant frame rate, as the slots
-    assume anyway), or None when the stream lacks what it needs."""
+    assume anyway), or None when the stream lacks what it needs. AVI stores no
+    presentation times: with B-frames its "pts" follow the decoding order on a doubled
+    clock, so its frames are numbered by counting them."""
     rate, time_base, start = (stream.average_rate or stream.guessed_rate, stream.time_base,
                               stream.start_time)
-    if not rate or not time_base or start is None:
+    if not rate or not time_base or start is None or stream.container.format.name == "avi":
         return None
     frames_per_tick = float(time_base * rate)  # one float product per packet, not Fractions
     return lambda pts: int(round((pts - start) * frames_per_tick))
+
+
+def _rgb_converter(size: int):
+    """frame → (size, size, 3) uint8 RGB, upright: one swscale pass from the decoder's YUV
+    with area averaging (its reformatter reused), then the display matrix's quarter turns."""
+    from av.video.reformatter import Interpolation, VideoReformatter
+    reformatter = VideoReformatter()
+
+    def convert(frame) -> np.ndarray:
+        image = reformatter.reformat(frame, width=size, height=size, format="rgb24",
+                                     interpolation=Interpolation.AREA).to_ndarray()
+        turns = int(round((frame.rotation or 0) / 90)) % 4  # the display matrix, as players
+        return np.ascontiguousarray(np.rot90(image, turns)) if turns else image
+    return convert
+
+
+def _set_threads(stream, threads: int) -> None:
+    stream.thread_count = max(int(threads), 1)
+    if threads > 1:
+        stream.thread_type = "AUTO"  # frame threads too: one slice per frame is the norm
 
 
 def _decode_sequentially(container, stream, wanted: np.ndarray, size: int, deadline: float,
@@ -298,25 +339,16 @@ def _decode_sequentially(container, stream, wanted: np.ndarray, size: int, deadl
     Returns ({frame number: RGB frame}, {wanted number: number of the frame shown},
     frame count if the stream ended before the last sample, else None, frames decoded)."""
     import av
-    from av.video.reformatter import Interpolation, VideoReformatter
     targets = sorted(set(int(target) for target in wanted))
     kept, shown = {}, {}
-    reformatter = VideoReformatter()
-
-    def convert(frame) -> np.ndarray:
-        image = reformatter.reformat(frame, width=size, height=size, format="rgb24",
-                                     interpolation=Interpolation.AREA).to_ndarray()
-        turns = int(round((frame.rotation or 0) / 90)) % 4  # the display matrix, as players
-        return np.ascontiguousarray(np.rot90(image, turns)) if turns else image
+    convert = _rgb_converter(size)
 
     def show(target: int, number: int, frame) -> None:
         shown[target] = number
         if number not in kept:
             kept[number] = convert(frame)
 
-    stream.thread_count = max(int(threads), 1)
-    if threads > 1:
-        stream.thread_type = "AUTO"  # frame threads too: one slice per frame is the norm
+    _set_threads(stream, threads)
     # Skipping is decided per packet, from its timestamp: a sampled frame is always decoded,
     # any other frame only if libavcodec needs it as a reference. With frame threads the
     # setting would reach the decoder late, so they decode everything.
@@ -355,6 +387,9 @@ def _decode_sequentially(container, stream, wanted: np.ndarray, size: int, deadl
 
 
 def _count_decoded_frames(path: Path, timeout: float, deadline: float) -> int:
+    """Frames of a stream whose container declares neither a count nor a duration, by
+    decoding it once in a container of its own (such streams, raw H.264 for one, may not
+    seek back)."""
     import av
     count = 0
     with _open_container(path, timeout) as container:
@@ -371,66 +406,80 @@ def _count_decoded_frames(path: Path, timeout: float, deadline: float) -> int:
     return count
 
 
-def _sampled_by_seeking(path: Path, count: int, size: int, timeout: float, threads: int,
-                        n_frames: int, deadline: float) -> SampledFrames:
-    import cv2
-    capture = _open_capture(path, timeout, threads)
-    try:
-        n_frames = int(max(capture.get(cv2.CAP_PROP_FRAME_COUNT), 0)) or n_frames
-        wanted = sample_frame_indices(n_frames, count)
-        kept = _decode_by_seeking(capture, wanted, size, deadline)
-    finally:
-        capture.release()
-    if not kept:
-        raise VideoError("no frame could be decoded")
-    numbers = np.array(sorted(kept))
-    # each slot takes the nearest decoded frame: the wanted one unless the seek landed
-    # elsewhere (or decoding failed there)
-    nearest = numbers[np.abs(numbers[None, :] - wanted[:, None]).argmin(axis=1)]
-    return SampledFrames(np.stack([kept[number] for number in nearest]), nearest, "seek")
+def _decode_by_seeking(container, stream, wanted: np.ndarray, size: int, deadline: float,
+                       threads: int, skip_unreferenced: bool):
+    """Each wanted frame by a seek to the keyframe before it, then decoding up to it.
 
+    Returns ({frame number: RGB frame}, {wanted number: number of the frame shown}, frames
+    decoded), or None when a seek to the very start still lands after a target. A target
+    whose frame is missing shows the nearer of its neighbours; a target the seek cannot
+    reach is left out (the caller gives it the nearest frame kept)."""
+    import av
+    numbering = _timestamp_numbering(stream)
+    rate, time_base, start = (stream.average_rate or stream.guessed_rate, stream.time_base,
+                              stream.start_time)
+    ticks_per_frame = 1 / float(time_base * rate)
+    convert = _rgb_converter(size)
+    _set_threads(stream, threads)
+    skipping = skip_unreferenced and threads <= 1  # as in the sequential pass
+    context = stream.codec_context
+    counted = 0
 
-def _open_capture(path: Path, timeout: float, threads: int):
-    import cv2
-    path = Path(path)
-    if not path.is_file():
-        raise VideoError("file not found in videos/")
-    milliseconds = int(timeout * 1000)
-    capture = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG, [
-        cv2.CAP_PROP_N_THREADS, int(threads),
-        cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, milliseconds,
-        cv2.CAP_PROP_READ_TIMEOUT_MSEC, milliseconds])
-    if not capture.isOpened():
-        capture.release()
-        raise VideoError("the decoder cannot open it (not a video, or an unsupported codec)")
-    return capture
+    def reach(target: int, seek_to: int):
+        """(the frame shown for target or None, number of the first frame decoded or None)."""
+        nonlocal counted
+        try:
+            container.seek(start + int(round(seek_to * ticks_per_frame)), stream=stream,
+                           backward=True)
+        except (av.FFmpegError, OSError):
+            return None, None
+        previous, first = None, None
+        try:
+            for packet in container.demux(stream):
+                _check_deadline(deadline)
+                if skipping:
+                    needed = packet.pts is None or numbering(packet.pts) == target
+                    context.skip_frame = "DEFAULT" if needed else "NONREF"
+                for frame in packet.decode():
+                    counted += 1
+                    if frame.pts is None:
+                        continue
+                    number = numbering(frame.pts)
+                    first = number if first is None else first
+                    if number < target:
+                        previous = (number, frame)
+                        continue
+                    nearer = previous is not None and target - previous[0] < number - target
+                    return (previous if nearer else (number, frame)), first
+        except (av.FFmpegError, OSError):
+            pass  # a damaged stream: keep what decoded, as a player would
+        return previous, first  # the stream ended before the target
+
+    kept, shown = {}, {}
+    for target in sorted(set(int(target) for target in wanted)):
+        _check_deadline(deadline)
+        back = 0
+        while True:
+            landed, first = reach(target, max(target - back, 0))
+            # A seek may land on a keyframe after the target (a demuxer that seeks by
+            # decoding time, with B-frames; one without an index): seek from further back,
+            # and if even the start is too late, seeking cannot be trusted here.
+            if first is None or first <= target:
+                break
+            if target - back <= 0:
+                return None
+            back = max(4 * back, 8)
+        if landed is not None:
+            shown[target] = landed[0]
+            if landed[0] not in kept:
+                kept[landed[0]] = convert(landed[1])
+    context.skip_frame = "DEFAULT"
+    return kept, shown, counted
 
 
 def _check_deadline(deadline: float) -> None:
     if time.monotonic() > deadline:
         raise VideoError("frames: no result within the timeout (timeout)")
-
-
-def _to_rgb(frame: np.ndarray, size: int) -> np.ndarray:
-    import cv2
-    # resize first: the colour conversion then touches size² pixels, not the full frame
-    small = cv2.resize(frame, (size, size), interpolation=cv2.INTER_AREA)
-    return cv2.cvtColor(small, cv2.COLOR_BGR2RGB)
-
-
-def _decode_by_seeking(capture, wanted: np.ndarray, size: int, deadline: float) -> dict:
-    import cv2
-    kept = {}
-    for target in sorted(set(wanted.tolist())):
-        _check_deadline(deadline)
-        if not capture.set(cv2.CAP_PROP_POS_FRAMES, target):
-            continue
-        ok, frame = capture.read()
-        if ok and frame is not None:
-            # the frame number the decoder actually landed on, not the one asked for
-            landed = int(capture.get(cv2.CAP_PROP_POS_FRAMES)) - 1
-            kept[landed if landed >= 0 else target] = _to_rgb(frame, size)
-    return kept
 
 
 def extract_audio(path: Path, output_path: Path, sample_rate: int, max_seconds: float,

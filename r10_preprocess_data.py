@@ -18,7 +18,7 @@ Cost    per 5 s demo clip and core: frames ~20 ms, probe + audio ~15 ms, all in-
 
 Videos are processed in `--workers` worker processes (at least one, even for --workers 1):
 the probe, the audio and the frames are read by PyAV (libavformat, libavcodec, swscale;
-OpenCV seeks in videos over SEEK_ABOVE_SECONDS), in-process, and a decoder that crashes on
+videos over SEEK_ABOVE_SECONDS by seeking), in-process, and a decoder that crashes on
 a hostile file then takes down one worker, not the run; that video gets a failure row.
 Frames that are neither sampled nor referred to by other frames are not decoded
 (SKIP_UNREFERENCED_FRAMES); the sampled frames are a full decode's, bit for bit.
@@ -55,8 +55,9 @@ MAX_AUDIO_SECONDS = 30.0       # audio beyond this is not extracted
 # --- robustness
 TIMEOUT_SECONDS = 120.0        # per probe, audio and frame decode of a video: then a failure row
 
-# Bumped when the decoder changes the pixels it produces, so old frame caches are not reused.
-FRAME_DECODER = "pyav-swscale-area-2"
+# Bumped when the decoder changes the pixels it produces, so old frame caches are not reused
+# (3: long videos are seeked by PyAV and scaled by swscale, as short ones, not by OpenCV).
+FRAME_DECODER = "pyav-swscale-area-3"
 
 
 def frames_config() -> dict:

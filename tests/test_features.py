@@ -215,6 +215,53 @@ def test_a_long_video_is_read_by_seeking_with_flat_memory(tmp_path):
     assert long_peak - short_peak < 40_000  # kilobytes
 
 
+@pytest.mark.parametrize("frame_count, count", [
+    (700, 8),    # targets inside groups of pictures
+    (696, 14)])  # targets 24, 74, 124, ...: each the frame before a keyframe
+def test_seeking_gives_a_full_passs_frames_bit_for_bit_for_a_fraction_of_the_decoding(
+        tmp_path, frame_count, count):
+    # ~70 s at 10 fps, B-frames, a keyframe every 25 frames: over SEEK_ABOVE_SECONDS
+    path = make_numbered_video(tmp_path / "long.mp4", frame_count=frame_count, b_frames=3)
+    by_seeking = video_io.decode_sampled_frames(path, count=count, size=32,
+                                                seek_above_seconds=60)
+    in_one_pass = video_io.decode_sampled_frames(path, count=count, size=32,
+                                                 seek_above_seconds=1e9)
+    assert (by_seeking.method, in_one_pass.method) == ("seek", "sequential")
+    wanted = video_io.sample_frame_indices(frame_count, count).tolist()
+    assert by_seeking.indices.tolist() == in_one_pass.indices.tolist() == wanted
+    assert [read_number(frame) for frame in by_seeking.frames] == wanted
+    assert np.array_equal(by_seeking.frames, in_one_pass.frames)
+    assert by_seeking.frames_read < in_one_pass.frames_read / 2
+
+
+def test_a_long_video_whose_container_cannot_seek_before_a_target_is_read_in_one_pass(
+        tmp_path):
+    # MPEG-TS has no index: a seek to the start lands on the second keyframe (25), after
+    # the first target (24)
+    mp4 = make_numbered_video(tmp_path / "long.mp4", frame_count=696, b_frames=3)
+    ts = tmp_path / "long.ts"
+    subprocess.run(["ffmpeg", "-v", "error", "-nostdin", "-y", "-i", str(mp4), "-c", "copy",
+                    str(ts)], check=True, timeout=120)
+    sampled = video_io.decode_sampled_frames(ts, count=14, size=32, seek_above_seconds=60)
+    assert sampled.method == "sequential"
+    wanted = video_io.sample_frame_indices(696, 14).tolist()
+    assert sampled.indices.tolist() == wanted == [read_number(f) for f in sampled.frames]
+
+
+def test_avi_with_b_frames_gives_the_sampled_frames_short_or_long(tmp_path):
+    # AVI has no presentation times: with B-frames its timestamps follow the decoding
+    # order on a doubled clock, and the header counts twice the frames
+    mp4 = make_numbered_video(tmp_path / "long.mp4", frame_count=696, b_frames=3)
+    avi = tmp_path / "long.avi"
+    subprocess.run(["ffmpeg", "-v", "error", "-nostdin", "-y", "-i", str(mp4), "-c", "copy",
+                    str(avi)], check=True, timeout=120)
+    wanted = video_io.sample_frame_indices(696, 14).tolist()
+    for seek_above_seconds in (60, 1e9):
+        sampled = video_io.decode_sampled_frames(avi, count=14, size=32,
+                                                 seek_above_seconds=seek_above_seconds)
+        assert sampled.indices.tolist() == wanted == [read_number(f) for f in sampled.frames]
+
+
 def test_undecodable_files_raise_one_line_video_errors(tmp_path):
     garbage = tmp_path / "garbage.mp4"
     garbage.write_bytes(os.urandom(4096))
