@@ -5,8 +5,10 @@ libavcodec, libswscale): the probe, the audio and the frames, short clips in one
 long videos by seeking. Starting Debian's ffprobe and ffmpeg binaries cost ~65 ms each per
 video (they link ~200 shared libraries), more than decoding a whole 5 s clip; in-process
 the probe and the audio take ~7 ms. Of the frames, libavcodec skips those that are neither
-sampled nor referred to by another frame (most B-frames: ~30 % of an x264 demo clip), and
-only the sampled ones are scaled to RGB, by swscale straight from YUV. Every read is
+sampled nor referred to by another frame (most B-frames: ~30 % of an x264 demo clip; with
+an intra-only codec such as MJPEG only the sampled packets reach the decoder: 16 of 450 in
+a 15 s clip, 6-9x faster), and only the sampled ones are scaled to RGB, by swscale
+straight from YUV. Every read is
 bounded: PyAV's I/O timeout, plus a deadline checked per packet. r10 runs all of it in worker
 processes, so a decoder that crashes on a hostile file costs one worker and becomes that
 video's failure row. Errors are raised as `VideoError` with one line fit for
@@ -352,18 +354,32 @@ def _decode_sequentially(container, stream, wanted: np.ndarray, size: int, deadl
     # Skipping is decided per packet, from its timestamp: a sampled frame is always decoded,
     # any other frame only if libavcodec needs it as a reference. With frame threads the
     # setting would reach the decoder late, so they decode everything.
-    numbering = _timestamp_numbering(stream) if skip_unreferenced and threads <= 1 else None
+    skipping = skip_unreferenced and threads <= 1
+    numbering = _timestamp_numbering(stream) if skipping else None
     context, wanted_numbers = stream.codec_context, set(targets)
-    previous, position, counted = None, 0, 0
+    # An intra-only codec (MJPEG, common in camera-trap AVIs) refers to no other frame:
+    # its unsampled packets are not even given to the decoder. Its packets are numbered
+    # from their timestamps, or by counting the non-empty ones (AVI pads with empty ones).
+    intra_only = skipping and context.codec is not None and context.codec.intra_only
+    previous, position, counted, packet_number = None, 0, 0, -1
     try:
         for packet in container.demux(stream):
             _check_deadline(deadline)
-            if numbering is not None:
+            if intra_only:
+                if packet.size == 0:
+                    continue  # no picture (an intra-only decoder holds none back either)
+                packet_number = numbering(packet.pts) if numbering is not None and \
+                    packet.pts is not None else packet_number + 1
+                if packet_number < targets[position]:
+                    continue
+            elif numbering is not None:
                 needed = packet.pts is None or numbering(packet.pts) in wanted_numbers
                 context.skip_frame = "DEFAULT" if needed else "NONREF"
             for frame in packet.decode():
                 counted += 1
-                if numbering is None:
+                if intra_only:
+                    number = max(packet_number, 0)
+                elif numbering is None:
                     number = counted - 1
                 elif frame.pts is None:
                     number = previous[0] + 1 if previous is not None else 0
@@ -381,6 +397,8 @@ def _decode_sequentially(container, stream, wanted: np.ndarray, size: int, deadl
                 previous = (number, frame)
     except (av.FFmpegError, OSError):
         pass  # a damaged stream: keep what decoded, as a player would
+    if intra_only and packet_number >= 0:
+        return kept, shown, packet_number + 1, counted  # the stream ended early
     if previous is None:
         return kept, shown, None, counted
     return kept, shown, previous[0] + 1, counted  # the stream ended before the last targets

@@ -52,18 +52,22 @@ def read_number(frame: np.ndarray) -> int:
 
 
 def make_numbered_video(path: Path, frame_count: int, fps: int = 10, keyframe_every: int = 25,
-                        scale: str | None = None, b_frames: int = 0) -> Path:
+                        scale: str | None = None, b_frames: int = 0, mjpeg: bool = False) -> Path:
     """H.264 video whose frame k shows the number k; `scale` enlarges it in ffmpeg;
-    `b_frames` > 0 encodes B-frames (x264's pyramid: the middle one of 3 is a reference)."""
+    `b_frames` > 0 encodes B-frames (x264's pyramid: the middle one of 3 is a reference);
+    `mjpeg`: Motion JPEG instead, every frame a picture of its own."""
     command = ["ffmpeg", "-v", "error", "-nostdin", "-y", "-f", "rawvideo", "-pix_fmt", "rgb24",
                "-s", "64x64", "-r", str(fps), "-i", "pipe:0"]
     if scale:
         command += ["-vf", f"scale={scale}:flags=neighbor"]
-    # x264 makes no B-frames when lossless: those clips are near-lossless instead
-    quality = ["-qp", "0"] if not b_frames else ["-crf", "12", "-bf", str(b_frames),
-                                                 "-x264-params", "b-adapt=0"]
-    command += ["-c:v", "libx264", "-preset", "ultrafast" if not b_frames else "veryfast",
-                *quality, "-g", str(keyframe_every), "-pix_fmt", "yuv444p", str(path)]
+    if mjpeg:
+        command += ["-c:v", "mjpeg", "-q:v", "2", "-pix_fmt", "yuvj444p", str(path)]
+    else:
+        # x264 makes no B-frames when lossless: those clips are near-lossless instead
+        quality = ["-qp", "0"] if not b_frames else ["-crf", "12", "-bf", str(b_frames),
+                                                     "-x264-params", "b-adapt=0"]
+        command += ["-c:v", "libx264", "-preset", "ultrafast" if not b_frames else "veryfast",
+                    *quality, "-g", str(keyframe_every), "-pix_fmt", "yuv444p", str(path)]
     frames = b"".join(numbered_frame(number).tobytes() for number in range(frame_count))
     subprocess.run(command, input=frames, check=True, timeout=120)
     return path
@@ -125,6 +129,22 @@ def test_frames_neither_sampled_nor_referred_to_are_skipped_the_rest_is_exact(tm
     np.testing.assert_array_equal(skipped.frames, every.frames)
     assert every.frames_read == expected.max() + 1
     assert skipped.frames_read < 0.75 * every.frames_read
+
+
+@pytest.mark.parametrize("name, frame_count", [("clip.avi", 60), ("clip.mov", 60),
+                                               ("long.avi", 700)])  # 70 s
+def test_an_intra_only_codec_decodes_only_the_sampled_packets(tmp_path, name, frame_count):
+    # Motion JPEG (camera-trap AVIs): no frame refers to another, so nothing else is decoded
+    path = make_numbered_video(tmp_path / name, frame_count=frame_count, mjpeg=True)
+    expected = video_io.sample_frame_indices(frame_count, 8)
+    every = video_io.decode_sampled_frames(path, count=8, size=32, skip_unreferenced=False)
+    skipped = video_io.decode_sampled_frames(path, count=8, size=32)
+    for sampled in (every, skipped):
+        np.testing.assert_array_equal(sampled.indices, expected)
+        assert [read_number(frame) for frame in sampled.frames] == expected.tolist()
+    np.testing.assert_array_equal(skipped.frames, every.frames)
+    assert every.frames_read == expected.max() + 1
+    assert skipped.frames_read == 8
 
 
 def test_frames_match_opencv_upright_in_every_pixel_format(tmp_path):
