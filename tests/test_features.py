@@ -116,26 +116,9 @@ def test_sampled_frames_are_the_evenly_spaced_ones(tmp_path):
     assert sampled.decoded == 8
 
 
-def test_frames_neither_sampled_nor_referred_to_are_skipped_the_rest_is_exact(tmp_path):
-    path = make_numbered_video(tmp_path / "b_frames.mp4", frame_count=60, b_frames=3)
-    expected = video_io.sample_frame_indices(60, 8)
-    every = video_io.decode_sampled_frames(path, count=8, size=32, skip_unreferenced=False)
-    skipped = video_io.decode_sampled_frames(path, count=8, size=32)
-    for sampled in (every, skipped):
-        np.testing.assert_array_equal(sampled.indices, expected)
-        assert [read_number(frame) for frame in sampled.frames] == expected.tolist()
-    # the frames kept are a full decode's, bit for bit, from fewer decoded frames: 3 B-frames
-    # between P-frames, the middle one a reference, leave 2 in 4 frames to skip
-    np.testing.assert_array_equal(skipped.frames, every.frames)
-    assert every.frames_read == expected.max() + 1
-    assert skipped.frames_read < 0.75 * every.frames_read
-
-
-@pytest.mark.parametrize("name, frame_count", [("clip.avi", 60), ("clip.mov", 60),
-                                               ("long.avi", 700)])  # 70 s
-def test_an_intra_only_codec_decodes_only_the_sampled_packets(tmp_path, name, frame_count):
-    # Motion JPEG (camera-trap AVIs): no frame refers to another, so nothing else is decoded
-    path = make_numbered_video(tmp_path / name, frame_count=frame_count, mjpeg=True)
+def decoded_with_and_without_skipping(path: Path, frame_count: int):
+    """Both decodes of the video's 8 sampled frames: each shows the right numbers, and the
+    one that skips keeps a full decode's frames, bit for bit."""
     expected = video_io.sample_frame_indices(frame_count, 8)
     every = video_io.decode_sampled_frames(path, count=8, size=32, skip_unreferenced=False)
     skipped = video_io.decode_sampled_frames(path, count=8, size=32)
@@ -144,6 +127,23 @@ def test_an_intra_only_codec_decodes_only_the_sampled_packets(tmp_path, name, fr
         assert [read_number(frame) for frame in sampled.frames] == expected.tolist()
     np.testing.assert_array_equal(skipped.frames, every.frames)
     assert every.frames_read == expected.max() + 1
+    return every, skipped
+
+
+def test_frames_neither_sampled_nor_referred_to_are_skipped_the_rest_is_exact(tmp_path):
+    path = make_numbered_video(tmp_path / "b_frames.mp4", frame_count=60, b_frames=3)
+    every, skipped = decoded_with_and_without_skipping(path, 60)
+    # fewer decoded frames: 3 B-frames between P-frames, the middle one a reference, leave
+    # 2 in 4 frames to skip
+    assert skipped.frames_read < 0.75 * every.frames_read
+
+
+@pytest.mark.parametrize("name, frame_count", [("clip.avi", 60), ("clip.mov", 60),
+                                               ("long.avi", 700)])  # 70 s
+def test_an_intra_only_codec_decodes_only_the_sampled_packets(tmp_path, name, frame_count):
+    # Motion JPEG (camera-trap AVIs): no frame refers to another, so nothing else is decoded
+    path = make_numbered_video(tmp_path / name, frame_count=frame_count, mjpeg=True)
+    _, skipped = decoded_with_and_without_skipping(path, frame_count)
     assert skipped.frames_read == 8
 
 
