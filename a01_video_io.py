@@ -231,7 +231,7 @@ def decode_sampled_frames(path: Path, count: int, size: int, timeout: float = 12
         stream = _video_stream(container)
         n_frames, duration = _frame_count_and_duration(container, stream)
         long_video = n_frames > 0 and duration > seek_above_seconds \
-            and _timestamp_numbering(stream) is not None
+            and _frame_clock(stream) is not None
         if long_video:
             wanted = sample_frame_indices(n_frames, count)
             seeked = _decode_by_seeking(container, stream, wanted, size, deadline, threads,
@@ -300,17 +300,37 @@ def _frame_count_and_duration(container, stream) -> tuple[int, float]:
     return n_frames, duration
 
 
-def _timestamp_numbering(stream):
-    """A function pts → frame number in display order (constant frame rate, as the slots
-    assume anyway), or None when the stream lacks what it needs. AVI stores no
+class _FrameClock:
+    """Frame numbers in display order from timestamps, and timestamps from frame numbers
+    (constant frame rate, as the slots assume anyway)."""
+
+    def __init__(self, start: int, frames_per_tick: float):
+        self.start, self.frames_per_tick = start, frames_per_tick  # one float product a packet
+
+    def number(self, pts: int) -> int:
+        return int(round((pts - self.start) * self.frames_per_tick))
+
+    def timestamp(self, number: int) -> int:
+        return self.start + int(round(number / self.frames_per_tick))
+
+
+def _frame_clock(stream) -> _FrameClock | None:
+    """The stream's clock, or None when the stream lacks what it needs. AVI stores no
     presentation times: with B-frames its "pts" follow the decoding order on a doubled
     clock, so its frames are numbered by counting them."""
     rate, time_base, start = (stream.average_rate or stream.guessed_rate, stream.time_base,
                               stream.start_time)
     if not rate or not time_base or start is None or stream.container.format.name == "avi":
         return None
-    frames_per_tick = float(time_base * rate)  # one float product per packet, not Fractions
-    return lambda pts: int(round((pts - start) * frames_per_tick))
+    return _FrameClock(start, float(time_base * rate))
+
+
+def _nearer(previous, current, target: int):
+    """Of the (number, frame) pairs either side of target, the nearer; the later on a tie,
+    or when there is no earlier one."""
+    if previous is not None and target - previous[0] < current[0] - target:
+        return previous
+    return current
 
 
 def _rgb_converter(size: int):
@@ -354,7 +374,7 @@ def _decode_sequentially(container, stream, wanted: np.ndarray, size: int, deadl
     # any other frame only if libavcodec needs it as a reference. With frame threads the
     # setting would reach the decoder late, so they decode everything.
     skipping = skip_unreferenced and threads <= 1
-    numbering = _timestamp_numbering(stream) if skipping else None
+    clock = _frame_clock(stream) if skipping else None
     context, wanted_numbers = stream.codec_context, set(targets)
     # An intra-only codec (MJPEG, common in camera-trap AVIs) refers to no other frame:
     # its unsampled packets are not even given to the decoder. Its packets are numbered
@@ -367,29 +387,26 @@ def _decode_sequentially(container, stream, wanted: np.ndarray, size: int, deadl
             if intra_only:
                 if packet.size == 0:
                     continue  # no picture (an intra-only decoder holds none back either)
-                packet_number = numbering(packet.pts) if numbering is not None and \
+                packet_number = clock.number(packet.pts) if clock is not None and \
                     packet.pts is not None else packet_number + 1
                 if packet_number < targets[position]:
                     continue
-            elif numbering is not None:
-                needed = packet.pts is None or numbering(packet.pts) in wanted_numbers
+            elif clock is not None:
+                needed = packet.pts is None or clock.number(packet.pts) in wanted_numbers
                 context.skip_frame = "DEFAULT" if needed else "NONREF"
             for frame in packet.decode():
                 counted += 1
                 if intra_only:
                     number = max(packet_number, 0)
-                elif numbering is None:
+                elif clock is None:
                     number = counted - 1
                 elif frame.pts is None:
                     number = previous[0] + 1 if previous is not None else 0
                 else:
-                    number = max(numbering(frame.pts), 0)
+                    number = max(clock.number(frame.pts), 0)
                 while position < len(targets) and targets[position] <= number:
-                    target = targets[position]
-                    if previous is not None and target - previous[0] < number - target:
-                        show(target, *previous)
-                    else:
-                        show(target, number, frame)
+                    show(targets[position], *_nearer(previous, (number, frame),
+                                                     targets[position]))
                     position += 1
                 if position == len(targets):
                     return kept, shown, None, counted
@@ -432,10 +449,7 @@ def _decode_by_seeking(container, stream, wanted: np.ndarray, size: int, deadlin
     whose frame is missing shows the nearer of its neighbours; a target the seek cannot
     reach is left out (the caller gives it the nearest frame kept)."""
     import av
-    numbering = _timestamp_numbering(stream)
-    rate, time_base, start = (stream.average_rate or stream.guessed_rate, stream.time_base,
-                              stream.start_time)
-    ticks_per_frame = 1 / float(time_base * rate)
+    clock = _frame_clock(stream)
     convert = _rgb_converter(size)
     _set_threads(stream, threads)
     skipping = skip_unreferenced and threads <= 1  # as in the sequential pass
@@ -446,8 +460,7 @@ def _decode_by_seeking(container, stream, wanted: np.ndarray, size: int, deadlin
         """(the frame shown for target or None, number of the first frame decoded or None)."""
         nonlocal counted
         try:
-            container.seek(start + int(round(seek_to * ticks_per_frame)), stream=stream,
-                           backward=True)
+            container.seek(clock.timestamp(seek_to), stream=stream, backward=True)
         except (av.FFmpegError, OSError):
             return None, None
         previous, first = None, None
@@ -455,19 +468,18 @@ def _decode_by_seeking(container, stream, wanted: np.ndarray, size: int, deadlin
             for packet in container.demux(stream):
                 _check_deadline(deadline)
                 if skipping:
-                    needed = packet.pts is None or numbering(packet.pts) == target
+                    needed = packet.pts is None or clock.number(packet.pts) == target
                     context.skip_frame = "DEFAULT" if needed else "NONREF"
                 for frame in packet.decode():
                     counted += 1
                     if frame.pts is None:
                         continue
-                    number = numbering(frame.pts)
+                    number = clock.number(frame.pts)
                     first = number if first is None else first
                     if number < target:
                         previous = (number, frame)
                         continue
-                    nearer = previous is not None and target - previous[0] < number - target
-                    return (previous if nearer else (number, frame)), first
+                    return _nearer(previous, (number, frame), target), first
         except (av.FFmpegError, OSError):
             pass  # a damaged stream: keep what decoded, as a player would
         return previous, first  # the stream ended before the target
