@@ -361,10 +361,120 @@ def read_json(path: Path | str):
         return None
 
 
-def up_to_date(paths, force: bool) -> bool:
-    """True when every output exists and --force was not given."""
-    paths = [paths] if isinstance(paths, (str, Path)) else list(paths)
-    return not force and all(Path(p).exists() for p in paths)
+# ----------------------------------------------------------------------------- stamps
+# A stage's outputs are current only when what they were made from is unchanged: each output
+# group has a stamp file beside its first output recording the digest of its inputs (rows,
+# file contents, upstream stamps, settings) and the inputs themselves, so a rerun can say
+# what changed. Existence of an output is never proof that it is current.
+
+def digest_text(payload, length: int = 16) -> str:
+    """Stable digest of any JSON-able payload (sorted keys)."""
+    text = json.dumps(payload, sort_keys=True, default=str)
+    return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()[:length]
+
+
+def file_digest(path: Path | str, length: int = 16) -> str:
+    """Content digest of a whole file (blake2b, read in 1 MiB blocks)."""
+    digest = hashlib.blake2b(digest_size=16)
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()[:length]
+
+
+def array_digest(array: np.ndarray, length: int = 16) -> str:
+    """Digest of an array's dtype, shape and bytes."""
+    array = np.ascontiguousarray(array)
+    digest = hashlib.blake2b(f"{array.dtype.str}{array.shape}".encode(), digest_size=16)
+    digest.update(array.tobytes())
+    return digest.hexdigest()[:length]
+
+
+def file_identity(path: Path | str, known: dict | None = None) -> dict | None:
+    """{size, mtime_ns, digest} of a file, None when it does not exist.
+
+    The content digest is what downstream stamps use; size and mtime only decide whether
+    `known` (an earlier identity of the same file) can be trusted without reading the file
+    again, as make and DVC do. A touched but unchanged file keeps its digest.
+    """
+    path = Path(path)
+    try:
+        status = path.stat()
+    except OSError:
+        return None
+    if not path.is_file():
+        return None
+    if known and known.get("size") == status.st_size and \
+            known.get("mtime_ns") == status.st_mtime_ns and known.get("digest"):
+        return dict(known)
+    return {"size": status.st_size, "mtime_ns": status.st_mtime_ns, "digest": file_digest(path)}
+
+
+def optional_file_digest(path: Path | str) -> str:
+    """A small input file's content digest, or "absent"."""
+    path = Path(path)
+    return file_digest(path) if path.is_file() else "absent"
+
+
+def stamp_path(output: Path | str) -> Path:
+    """Where the stamp of the output group led by `output` is kept (beside it)."""
+    output = Path(output)
+    return output.with_name(output.name + ".stamp")
+
+
+def read_stamp(output: Path | str) -> str | None:
+    """The stamp recorded for an output (None when it was never finished)."""
+    return (read_json(stamp_path(output)) or {}).get("stamp")
+
+
+def outdated_reason(outputs, inputs: dict, force: bool) -> str | None:
+    """None when the outputs are current for these inputs; else why they must be made.
+
+    `inputs` maps names (labels, rows, settings, an upstream stamp, ...) to JSON-able
+    values; the reason names the ones that changed since the outputs were made.
+    """
+    outputs = [outputs] if isinstance(outputs, (str, Path)) else list(outputs)
+    if force:
+        return "--force"
+    recorded = read_json(stamp_path(outputs[0]))
+    if recorded is None:
+        return "not made yet" if not Path(outputs[0]).exists() else "no stamp"
+    absent = [Path(p).name for p in outputs if not Path(p).exists()]
+    if absent:
+        return f"missing {', '.join(absent)}"
+    if recorded.get("stamp") == digest_text(inputs):
+        return None
+    before = recorded.get("inputs") or {}
+    changed = sorted(key for key in set(before) | set(inputs)
+                     if digest_text(before.get(key)) != digest_text(inputs.get(key)))
+    return "changed: " + (", ".join(changed) if changed else "inputs")
+
+
+def up_to_date(outputs, inputs: dict, force: bool) -> bool:
+    """True when every output exists and was made from exactly these inputs."""
+    return outdated_reason(outputs, inputs, force) is None
+
+
+def write_stamp(outputs, inputs: dict) -> str:
+    """Records that `outputs` were made from `inputs`; call it after the outputs are written
+    (a killed run then leaves no stamp, and the stage is redone)."""
+    outputs = [outputs] if isinstance(outputs, (str, Path)) else list(outputs)
+    stamp = digest_text(inputs)
+    write_json({"stamp": stamp, "inputs": inputs}, stamp_path(outputs[0]))
+    return stamp
+
+
+def stamp_of(inputs: dict) -> str:
+    return digest_text(inputs)
+
+
+def log_outcome(what: str, reason: str | None) -> None:
+    """One line per unit of work, which run_all reads from each job's log: "[up to date]"
+    or "[redo] ... (why)"."""
+    if reason is None:
+        logger.info("[up to date] %s", what)
+    else:
+        logger.info("[redo] %s (%s)", what, reason)
 
 
 # ----------------------------------------------------------------------------- input tables
@@ -588,9 +698,15 @@ def check_prediction_table(table: pd.DataFrame, filenames, classes: list[str],
         raise ValueError(f"{where}: columns must be filename + the {len(classes)} classes "
                          f"in the labels' order")
     if table["filename"].tolist() != expected:
-        missing = set(expected) - set(table["filename"])
+        present = set(table["filename"])
+        missing = [name for name in expected if name not in present]
+        wanted = set(expected)
+        extra = [name for name in table["filename"] if name not in wanted]
+        first = f"first missing row {missing[0]!r}" if missing else \
+            f"first row not asked for {extra[0]!r}" if extra else "the rows are in another order"
         raise ValueError(f"{where}: rows differ from the expected {len(expected)} videos "
-                         f"({len(table)} rows, {len(missing)} missing)")
+                         f"({len(table)} rows, {len(missing)} missing, {len(extra)} extra; "
+                         f"{first})")
     values = table[classes].to_numpy(dtype=np.float64)
     if not np.isfinite(values).all():
         raise ValueError(f"{where}: NaN or infinite probabilities")

@@ -201,6 +201,7 @@ class SampledFrames:
     indices: np.ndarray     # (count,) frame number shown in each slot
     method: str             # "sequential" (one pass) or "seek" (to each sampled frame)
     frames_read: int = 0    # frames the decoder produced (the skipped ones are not)
+    partial: str = ""       # why the clip decoded only in part ("" when it decoded whole)
 
     @property
     def decoded(self) -> int:
@@ -252,6 +253,7 @@ def decode_sampled_frames(path: Path, count: int, size: int, timeout: float = 12
             passed = _decode_sequentially(container, _video_stream(container), wanted, size,
                                           deadline, threads, skip_unreferenced)
     kept, shown, ended_at, read = passed
+    partial = ""
     if ended_at is not None and ended_at > 0:
         # The container promised more frames than the stream holds: the samples must be
         # spread over the frames that exist, which a second pass can do.
@@ -261,7 +263,14 @@ def decode_sampled_frames(path: Path, count: int, size: int, timeout: float = 12
                 container, _video_stream(container), wanted, size, deadline, threads,
                 skip_unreferenced)
         read += read_again
-    return _sampled_frames(kept, shown, wanted, "sequential", read)
+        # a count estimated from duration x rate (webm, mkv) may miss by a frame or two
+        if n_frames - ended_at > max(2, n_frames // 50):
+            partial = f"the stream ends at frame {ended_at} of the {n_frames} its header " \
+                      f"declares"
+    sampled = _sampled_frames(kept, shown, wanted, "sequential", read)
+    if partial:
+        sampled.partial = f"{partial}; {sampled.decoded} distinct frame(s) fill the {count} slots"
+    return sampled
 
 
 def _sampled_frames(kept: dict, shown: dict, wanted: np.ndarray, method: str,

@@ -20,8 +20,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from a00_common import (atomic_path, cache_dir, default_threads, features_dir, mean_log_loss,
-                        metadata_dir, models_dir, read_json, set_seeds, write_json)
+from a00_common import (atomic_path, cache_dir, default_threads, digest_text, features_dir,
+                        mean_log_loss, metadata_dir, models_dir, read_json, set_seeds,
+                        write_json)
 
 
 # ----------------------------------------------------------------------------- inputs
@@ -77,10 +78,10 @@ def load_tabular(filenames) -> pd.DataFrame:
     hour = (capture.dt.hour + capture.dt.minute / 60).to_numpy(np.float64)
     columns["hour_sin"] = np.sin(2 * np.pi * hour / 24)
     columns["hour_cos"] = np.cos(2 * np.pi * hour / 24)
-    cameras = metadata["camera"].fillna("").astype(str)
-    camera_code = pd.Categorical(cameras).codes.astype(np.float64)
-    camera_code[cameras.eq("").to_numpy()] = np.nan
-    columns["camera_code"] = camera_code
+    # r11 codes each camera once for all rows, from its name alone, so a code means the
+    # same camera in train and test rows whichever rows are loaded together
+    columns["camera_code"] = pd.to_numeric(metadata["camera_code"], errors="coerce") \
+        .to_numpy(np.float64)
     hashes = load_feature_set("hashes", filenames)
     names = hashes["statistic_names"] or [f"hash_{i}" for i in range(hashes["statistics"].shape[1])]
     for position, name in enumerate(names):
@@ -183,16 +184,57 @@ def required_extractors(spec: "ModelSpec") -> list[str]:
                               for extractor in _source_extractors(source)))
 
 
-def input_hash(spec: "ModelSpec") -> str:
-    """Hashes of the inputs a model reads, so new features or new frames retrain the model."""
+def rows_digest(table: pd.DataFrame, filenames, columns: list[str], where: str) -> str:
+    """Digest of these columns of these rows (by filename, in the given order)."""
+    indexed = table.set_index("filename")
+    absent = [name for name in filenames if name not in indexed.index]
+    if absent:
+        raise ValueError(f"{where}: {len(absent)} video(s) are not listed, e.g. {absent[0]!r}; "
+                         f"rerun the stage that makes it (the video list changed)")
+    present = [column for column in columns if column in indexed.columns]
+    selected = indexed.loc[list(filenames), present].astype(str)
+    return digest_text([present, list(filenames), selected.to_numpy().tolist()])
+
+
+def feature_rows_digest(extractor: str, filenames) -> str:
+    """The extractor's settings and the content digests of these videos' feature rows."""
+    folder = features_dir(extractor)
+    index_path = folder / "index.csv"
+    if not index_path.exists():
+        raise FileNotFoundError(f"{index_path} is missing: run r12_extract_features.py "
+                                f"--extractor {extractor} first")
+    index = pd.read_csv(index_path, dtype=str, keep_default_na=False)
+    config = (read_json(folder / "config.json") or {}).get("hash", "")
+    return digest_text([config, rows_digest(index, filenames, ["digest", "missing"],
+                                            str(index_path))])
+
+
+def tabular_digest(filenames) -> str:
+    """What `load_tabular` reads for these videos: their metadata rows and the hash and
+    audio features' rows."""
+    metadata = pd.read_csv(metadata_dir() / "metadata.csv", dtype=str, keep_default_na=False)
+    columns = TABULAR_METADATA_COLUMNS + ["capture_time", "camera_code"]
+    return digest_text([rows_digest(metadata, filenames, columns,
+                                    str(metadata_dir() / "metadata.csv")),
+                        feature_rows_digest("hashes", filenames),
+                        feature_rows_digest("audio_logmel", filenames)])
+
+
+def input_digest(spec: "ModelSpec", filenames) -> str:
+    """Content digest of everything a model reads for these videos (and nothing about other
+    videos): a model is retrained exactly when its training rows' inputs change."""
     parts = []
     for source in spec.inputs:
-        if source == "frames":
+        if source == "tabular":
+            parts.append(tabular_digest(filenames))
+        elif source == "frames":
             index = read_preprocess_index()
-            parts.append("+".join(sorted(set(index["frames_config"]) - {""})))
-        for extractor in _source_extractors(source):
-            parts.append((read_json(features_dir(extractor) / "config.json") or {}).get("hash", ""))
-    return "-".join(parts)
+            parts.append(rows_digest(index, filenames, ["frames_config", "frames_digest"],
+                                     str(cache_dir() / "preprocess_index.csv")))
+        else:
+            parts += [feature_rows_digest(extractor, filenames)
+                      for extractor in _source_extractors(source)]
+    return digest_text(parts)
 
 
 def main_input(spec: "ModelSpec") -> str:

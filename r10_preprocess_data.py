@@ -23,22 +23,34 @@ a hostile file then takes down one worker, not the run; that video gets a failur
 Frames that are neither sampled nor referred to by other frames are not decoded
 (SKIP_UNREFERENCED_FRAMES); the sampled frames are a full decode's, bit for bit.
 A video that cannot be probed or decoded gets a failure row and no frames; later stages
-mark it missing and still predict it. Per-video outputs that exist are skipped.
+mark it missing and still predict it. A clip whose stream ends before its header says
+(a truncated file) keeps the frames that decoded and gets a "partial:" failure row naming
+them. A worker stuck inside libav for longer than the three timeouts together is killed
+by an alarm, and its video becomes a failure row ("hung").
+
+Rerun: a video is redone only when its record is not current: other settings (a new record
+folder), other bytes (size and content digest; the digest is recomputed only when size or
+mtime moved), a deleted or damaged frames/wav/probe file, or --force. One new clip costs one
+clip. The index carries each video's content digests (source, frames, audio), which are
+what later stages key their own work on.
 """
 from __future__ import annotations
 
 import concurrent.futures
 import multiprocessing
 import os
+import signal
+import time
 from concurrent.futures.process import BrokenProcessPool
 
 import numpy as np
 import pandas as pd
 
-from a00_common import (cache_dir, config_hash, data_dir, load_video_table, logger, parse_config,
+from a00_common import (array_digest, cache_dir, config_hash, data_dir, file_digest,
+                        file_identity, load_video_table, log_outcome, logger, parse_config,
                         parse_part, probe_cache_path, progress, read_json, run_main,
-                        safe_cache_name, short_error, up_to_date, video_path, write_array,
-                        write_csv, write_json, write_stage_failures)
+                        safe_cache_name, short_error, video_path, write_array, write_csv,
+                        write_json, write_stage_failures)
 from a01_video_io import VideoError, decode_sampled_frames, extract_audio, probe_video, \
     summarize_probe
 
@@ -103,31 +115,67 @@ def probe_and_extract_audio(filename: str, paths: dict) -> tuple[dict | None, li
         return summary, [f"audio: {short_error(error)}"], ""
 
 
-def outputs_readable(record: dict) -> bool:
-    """The record's frame and audio files exist and open (a header check, not a full read);
-    a damaged or deleted cache file makes the video be processed again."""
+def outputs_intact(record: dict) -> bool:
+    """The record's probe, frame and audio files exist with the sizes they were written
+    with, and the frames open (a header check, not a full read): a deleted, truncated or
+    damaged cache file makes the video be processed again."""
     try:
-        if record.get("frames_path"):
-            np.load(cache_dir() / record["frames_path"], mmap_mode="r", allow_pickle=False)
-        if record.get("audio_path") and (cache_dir() / record["audio_path"]).stat().st_size <= 44:
+        if not probe_cache_path(record["filename"]).is_file():
             return False
-    except (OSError, ValueError, EOFError):
+        if record.get("frames_path"):
+            path = cache_dir() / record["frames_path"]
+            if path.stat().st_size != record.get("frames_bytes"):
+                return False
+            np.load(path, mmap_mode="r", allow_pickle=False)
+        if record.get("audio_path") and (cache_dir() / record["audio_path"]).stat().st_size \
+                != record.get("audio_bytes"):
+            return False
+    except (OSError, ValueError, EOFError, KeyError):
         return False
     return True
+
+
+def current_record(filename: str, force: bool) -> tuple[dict | None, str]:
+    """(the video's record if it is current, else None; why it is not).
+
+    Current means: made with these settings (the record's folder is named by their hash),
+    from a video with the same content (size and digest; an unchanged size and mtime spare
+    the digest), with every cache file intact.
+    """
+    if force:
+        return None, "--force"
+    record_path = output_paths(filename)["record"]
+    record = read_json(record_path)
+    if record is None or "source" not in record:
+        return None, "new"
+    known = record["source"]
+    source = file_identity(video_path(filename), known)
+    if (source or {}).get("digest") != (known or {}).get("digest"):
+        return None, "the video changed" if source and known else \
+            "the video appeared" if source else "the video is gone"
+    if not outputs_intact(record):
+        return None, "its cache files are damaged or gone"
+    if source != known:  # touched, same bytes: remember the new mtime, keep the work
+        record["source"] = source
+        write_json(record, record_path)
+    return record, ""
 
 
 def preprocess_video(filename: str, force: bool) -> dict:
     """Probe, frames and audio of one video; returns its record (also saved to disk)."""
     paths = output_paths(filename)
-    if up_to_date(paths["record"], force):
-        record = read_json(paths["record"])
-        if record is not None and outputs_readable(record):
-            return record
-    record = {"filename": filename, "frames_path": "", "frames_decoded": 0,
-              "audio_path": "", "errors": []}
+    record, _ = current_record(filename, force)
+    if record is not None:
+        return record
+    source = file_identity(video_path(filename))
+    record = {"filename": filename, "source": source, "frames_path": "", "frames_decoded": 0,
+              "audio_path": "", "errors": [], "partial": ""}
     paths["started"].parent.mkdir(parents=True, exist_ok=True)
     paths["started"].touch()
     summary, record["errors"], record["audio_path"] = probe_and_extract_audio(filename, paths)
+    if record["audio_path"]:
+        record["audio_bytes"] = paths["audio"].stat().st_size
+        record["audio_digest"] = file_digest(paths["audio"])
     if summary is not None:  # a file the probe rejects gets no frames at all
         try:
             sampled = decode_sampled_frames(video_path(filename), FRAMES_PER_VIDEO, FRAME_SIZE,
@@ -135,8 +183,11 @@ def preprocess_video(filename: str, force: bool) -> dict:
                                             SKIP_UNREFERENCED_FRAMES)
             write_array(sampled.frames, paths["frames"])
             record["frames_path"] = str(paths["frames"].relative_to(cache_dir()))
+            record["frames_bytes"] = paths["frames"].stat().st_size
+            record["frames_digest"] = array_digest(sampled.frames)
             record["frames_decoded"] = sampled.decoded
             record["frame_numbers"] = sampled.indices.tolist()
+            record["partial"] = sampled.partial
         except VideoError as error:
             record["errors"].insert(0, f"frames: {short_error(error)}")
     write_json(record, paths["record"])
@@ -153,16 +204,30 @@ def preprocess_safely(filename: str, force: bool, settings: dict) -> dict:
     """
     globals().update(settings["tunables"])
     os.environ["TRAPSTACK_DATA"] = settings["data"]
+    # PyAV's timeouts are checked between calls into libav; a call that never returns (a
+    # stalled read, a decoder loop) is ended by the alarm's default action, which kills this
+    # worker: the parent then treats the video as one that took its worker down
+    signal.signal(signal.SIGALRM, signal.SIG_DFL)
+    signal.alarm(hang_seconds())
     try:
         return preprocess_video(filename, force)
     except Exception as error:  # noqa: BLE001 - one bad video must not sink the run
         output_paths(filename)["started"].unlink(missing_ok=True)  # it failed, it did not crash
         return failed_record(filename, f"unexpected: {short_error(error)}")
+    finally:
+        signal.alarm(0)
+
+
+def hang_seconds() -> int:
+    """A worker busy with one video for longer than its probe, audio and frame timeouts
+    together is stuck inside libav."""
+    return int(3 * TIMEOUT_SECONDS) + 2
 
 
 def failed_record(filename: str, error: str) -> dict:
-    return {"filename": filename, "frames_path": "", "frames_decoded": 0, "audio_path": "",
-            "errors": [error]}
+    return {"filename": filename, "source": file_identity(video_path(filename)),
+            "frames_path": "", "frames_decoded": 0, "audio_path": "", "errors": [error],
+            "partial": ""}
 
 
 def _worker_context():
@@ -176,13 +241,19 @@ def preprocess_in_workers(names: list[str], workers: int, force: bool, settings:
     """Records of `names`, in order. A video whose worker dies (a decoder crash) is tried
     once more alone; if that worker dies too, the video gets a failure record."""
     records: dict[str, dict] = {}
-    if not force:  # finished videos are read here, so an up-to-date run starts no worker
-        for name in names:
-            if output_paths(name)["record"].exists():
-                record = read_json(output_paths(name)["record"])
-                if record is not None:
-                    records[name] = record
+    reasons: dict[str, int] = {}
+    # current videos are read here, so an up-to-date run starts no worker
+    for name in names:
+        record, reason = current_record(name, force)
+        if record is not None:
+            records[name] = record
+        else:
+            reasons[reason] = reasons.get(reason, 0) + 1
     pending = [name for name in names if name not in records]
+    for reason, count in sorted(reasons.items()):
+        log_outcome(f"r10: {count} video(s)", reason)
+    if not pending:
+        log_outcome(f"r10: {len(names)} video(s)", None)
     bar = progress(None, total=len(names), initial=len(records), desc=description,
                    unit="video")
     while pending:
@@ -210,11 +281,15 @@ def preprocess_in_workers(names: list[str], workers: int, force: bool, settings:
 
 
 def preprocess_alone(filename: str, force: bool, settings: dict) -> dict:
+    started = time.monotonic()
     with concurrent.futures.ProcessPoolExecutor(1, mp_context=_worker_context()) as pool:
         try:
             return pool.submit(preprocess_safely, filename, force, settings).result()
         except BrokenProcessPool:
             output_paths(filename)["started"].unlink(missing_ok=True)
+            if time.monotonic() - started >= hang_seconds():
+                return failed_record(filename, f"decode: the decoder hung on this file (no "
+                                               f"result within {hang_seconds()} s)")
             return failed_record(filename, "decode: the decoder crashed on this file "
                                            "(its worker process died)")
 
@@ -257,20 +332,28 @@ def main() -> None:
     index = pd.DataFrame({
         "filename": [r["filename"] for r in records],
         "split": videos["split"].to_numpy(),
+        # content digests: what the later stages' stamps are made of
+        "source_digest": [(r.get("source") or {}).get("digest", "absent") for r in records],
         "frames_path": [r["frames_path"] for r in records],
+        "frames_digest": [r.get("frames_digest", "") for r in records],
         "frames_decoded": [r["frames_decoded"] for r in records],
         "audio_path": [r["audio_path"] for r in records],
+        "audio_digest": [r.get("audio_digest", "") for r in records],
         "errors": ["; ".join(r["errors"]) for r in records],
+        "partial": [r.get("partial", "") for r in records],
     })
     index["frames_config"] = config_hash(frames_config())
+    failures = [{"filename": r["filename"], "error": error}
+                for r in records for error in r["errors"]] + \
+        [{"filename": r["filename"], "error": f"partial: {r['partial']}"}
+         for r in records if r.get("partial")]
     if index_path.exists() and not args.force:
         previous = pd.read_csv(index_path, dtype=str, keep_default_na=False)
-        if previous.equals(index.astype(str)):
+        stage_failures = cache_dir() / "failures" / "r10.csv"
+        if previous.equals(index.astype(str)) and stage_failures.exists():
             logger.info("r10: up to date (%d videos)", len(index))
             return
     write_csv(index, index_path)
-    failures = [{"filename": r["filename"], "error": error}
-                for r in records for error in r["errors"]]
     write_stage_failures("r10", failures)
     logger.info("r10: %d videos, %d with frames, %d with audio, %d failure(s) -> %s",
                 len(index), (index["frames_path"] != "").sum(),

@@ -15,8 +15,15 @@ Cost    seconds: reads small JSON files and the wavs once.
 Folds: multi-label stratified K-fold (iterative stratification) over *visits*: videos of one
 camera less than SEQUENCE_GAP_MINUTES apart are one visit and share a fold, so a model is
 never validated on clips of an animal it saw a minute earlier. The `sequence` column of
-video_metadata.csv, when given, defines the visits instead. folds.csv is made once: it is
-kept unless --force, because every model's OOF predictions depend on it.
+video_metadata.csv, when given, defines the visits instead. The folds are a function of the
+train rows alone (names, labels, visits among train videos) and the settings: a rerun and a
+from-scratch run give the same folds, and test clips never move them. Adding train clips or
+changing a label may move existing videos between folds (see PIPELINE.md: why not stable).
+
+Capture time: video_metadata.csv, else the container's creation_time tag; a file's
+modification time only with --trust_file_mtime true (it is usually the copy time).
+Rerun: redone when either CSV, the site table, r10's index (video contents) or a probe
+changed, or a setting; otherwise "[up to date]".
 """
 from __future__ import annotations
 
@@ -26,13 +33,19 @@ import os
 import numpy as np
 import pandas as pd
 
-from a00_common import (cache_dir, input_dir, InputError, load_train_labels, load_video_table,
-                        logger, metadata_dir, parse_config, probe_cache_path, read_json, run_main,
-                        up_to_date, video_path, write_csv)
+from a00_common import (cache_dir, digest_text, file_digest, input_dir, InputError,
+                        load_train_labels, load_video_table, log_outcome, logger, metadata_dir,
+                        optional_file_digest, outdated_reason, parse_config, probe_cache_path,
+                        read_json, run_main, video_path, write_csv, write_stamp)
 
 N_FOLDS = 5                    # cross-validation folds for every level
 FOLD_SEED = 42                 # seed of the stratified split
 SEQUENCE_GAP_MINUTES = 10.0    # same camera, closer in time than this → same visit/fold
+# A file's modification time is usually when it was copied, not when it was filmed: by
+# default it is not a capture time (no neighbour or hour-of-day feature uses it)
+TRUST_FILE_MTIME = False
+
+TRUSTED_TIME_SOURCES = ("video_metadata", "creation_time_tag", "file_mtime")
 
 
 def read_video_metadata(filenames: pd.Series) -> pd.DataFrame:
@@ -126,27 +139,47 @@ def build_metadata(videos: pd.DataFrame) -> pd.DataFrame:
     mtime = pd.to_datetime(table["file_mtime"], utc=True)
     user_time = user["capture_time"] if "capture_time" in user.columns else \
         pd.Series(pd.NaT, index=table.index, dtype="datetime64[ns, UTC]")
+    if not TRUST_FILE_MTIME:
+        mtime = pd.Series(pd.NaT, index=table.index, dtype="datetime64[ns, UTC]")
     table["capture_time"] = user_time.fillna(tag_time).fillna(mtime)
     table["capture_time_source"] = np.select(
         [user_time.notna(), tag_time.notna(), mtime.notna()],
-        ["video_metadata", "creation_time_tag", "file_mtime"], "unknown")
+        ["video_metadata", "creation_time_tag", "file_mtime"], "none")
     table["camera"] = user["camera"].fillna("").to_numpy() if "camera" in user.columns else ""
-    table["sequence"] = assign_sequences(table, user)
+    table["camera_code"] = camera_codes(table["camera"])
+    user_sequence = user["sequence"].fillna("").to_numpy() if "sequence" in user.columns \
+        else np.full(len(table), "")
+    table["user_sequence"] = user_sequence
+    table["sequence"] = assign_sequences(table)
     return table.drop(columns=["file_mtime", "creation_time"])
 
 
-def assign_sequences(table: pd.DataFrame, user: pd.DataFrame) -> np.ndarray:
-    """Visit ids: the user's `sequence`, else same camera within SEQUENCE_GAP_MINUTES."""
-    if "sequence" in user.columns and user["sequence"].fillna("").ne("").any():
-        given = user["sequence"].fillna("")
-        return np.where(given.ne(""), "seq:" + given, "video:" + table["filename"])
-    sequences = ("video:" + table["filename"]).to_numpy(dtype=object)
-    trusted = table["capture_time_source"].isin(["video_metadata", "creation_time_tag"])
-    known = trusted & table["camera"].ne("")
+def camera_codes(cameras: pd.Series) -> np.ndarray:
+    """A number per camera name, the same for every row wherever it sits (train or test) and
+    whichever other cameras exist: derived from the name alone, so new clips of a new camera
+    move no other row's code (a tree splits on it like on any categorical code). NaN when
+    no camera is known."""
+    import hashlib
+    codes = [float(int(hashlib.blake2b(name.encode(), digest_size=3).hexdigest(), 16))
+             if name else np.nan for name in cameras.fillna("").astype(str)]
+    return np.asarray(codes, dtype=np.float64)
+
+
+def assign_sequences(table: pd.DataFrame) -> np.ndarray:
+    """Visit ids of the rows of `table`: the user's `sequence` where given, else the same
+    camera within SEQUENCE_GAP_MINUTES of capture time (trusted times only), else the video
+    alone."""
+    given = table["user_sequence"].fillna("").astype(str).reset_index(drop=True)
+    frame = table.reset_index(drop=True)
+    sequences = np.where(given.ne(""), "seq:" + given,
+                         "video:" + frame["filename"].astype(str)).astype(object)
+    known = given.eq("") & frame["capture_time_source"].isin(TRUSTED_TIME_SOURCES) & \
+        frame["camera"].ne("") & frame["capture_time"].notna()
     if not known.any():
         return sequences
     gap = pd.Timedelta(minutes=SEQUENCE_GAP_MINUTES)
-    for camera, group in table[known].sort_values("capture_time").groupby("camera"):
+    for camera, group in frame[known].sort_values(["capture_time", "filename"]).groupby(
+            "camera"):
         new_visit = group["capture_time"].diff().gt(gap) | group["capture_time"].diff().isna()
         visit_number = new_visit.cumsum()
         sequences[group.index.to_numpy()] = [f"{camera}:{v}" for v in visit_number]
@@ -171,25 +204,51 @@ def make_folds(train_labels: pd.DataFrame, classes: list[str], sequences: pd.Ser
     return table[["filename", "fold", "sequence"]]
 
 
+def stage_inputs(settings: dict) -> dict:
+    """What metadata.csv and folds.csv are made from: both tables, the site table, r10's
+    index (each video's content digests), every probe, and the settings."""
+    index_path = cache_dir() / "preprocess_index.csv"
+    if not index_path.exists():
+        raise FileNotFoundError(f"{index_path} is missing: run r10_preprocess_data.py first")
+    index = pd.read_csv(index_path, dtype=str, keep_default_na=False)
+    probes = [optional_file_digest(probe_cache_path(name)) for name in index["filename"]]
+    inputs = {"train_labels": file_digest(input_dir() / "train_labels.csv"),
+              "submission_format": file_digest(input_dir() / "submission_format.csv"),
+              "video_metadata": optional_file_digest(input_dir() / "video_metadata.csv"),
+              "preprocess_index": file_digest(index_path), "probes": digest_text(probes),
+              "settings": settings}
+    if TRUST_FILE_MTIME:  # then the files' modification times are inputs too
+        inputs["mtimes"] = digest_text([os.path.getmtime(video_path(name))
+                                        if video_path(name).is_file() else None
+                                        for name in index["filename"]])
+    return inputs
+
+
 def main() -> None:
     args = parse_config(globals(), __doc__)
     metadata_path = metadata_dir() / "metadata.csv"
     folds_path = metadata_dir() / "folds.csv"
-    if up_to_date([metadata_path, folds_path], args.force):
-        logger.info("r11: up to date (%s, %s)", metadata_path, folds_path)
+    inputs = stage_inputs(args.config)
+    reason = outdated_reason([metadata_path, folds_path], inputs, args.force)
+    log_outcome("r11 metadata and folds", reason)
+    if reason is None:
         return
     videos, classes = load_video_table()
     metadata = build_metadata(videos)
     write_csv(metadata, metadata_path)
-    logger.info("r11: metadata of %d videos (%d unreadable) -> %s", len(metadata),
-                (~metadata["readable"]).sum(), metadata_path)
-    if up_to_date(folds_path, args.force):
-        logger.info("r11: keeping existing folds %s", folds_path)
-        return
+    sources = metadata["capture_time_source"].value_counts().to_dict()
+    logger.info("r11: metadata of %d videos (%d unreadable) -> %s; capture times from %s%s",
+                len(metadata), (~metadata["readable"]).sum(), metadata_path,
+                ", ".join(f"{key} {value}" for key, value in sorted(sources.items())),
+                "" if TRUST_FILE_MTIME else " (file modification times are not used: "
+                                            "--trust_file_mtime true to use them)")
     labels, _ = load_train_labels()
-    train_sequences = metadata.set_index("filename").loc[labels["filename"], "sequence"]
-    folds = make_folds(labels, classes, train_sequences)
+    # visits among the train videos alone: test clips added between them never move a
+    # train video's fold (so they retrain nothing)
+    train = metadata.set_index("filename").loc[labels["filename"]].reset_index()
+    folds = make_folds(labels, classes, pd.Series(assign_sequences(train)))
     write_csv(folds, folds_path)
+    write_stamp([metadata_path, folds_path], inputs)
     logger.info("r11: %d folds over %d videos in %d visits -> %s", N_FOLDS, len(folds),
                 folds["sequence"].nunique(), folds_path)
 

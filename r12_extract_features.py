@@ -55,10 +55,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from a00_common import (atomic_path, cache_dir, config_hash, data_dir, features_dir, logger,
-                        parse_config, parse_part, print_jobs, progress, read_array, read_arrays,
-                        read_json, run_main, short_error, up_to_date, write_arrays, write_csv,
-                        write_json, write_stage_failures)
+from a00_common import (array_digest, atomic_path, cache_dir, config_hash, data_dir,
+                        digest_text, features_dir, file_identity, log_outcome, logger,
+                        outdated_reason, parse_config, parse_part, print_jobs, progress,
+                        read_array, read_arrays, read_json, run_main, short_error, video_path,
+                        write_arrays, write_csv, write_json, write_stage_failures, write_stamp)
 
 EXTRACTORS = ("hashes", "audio_logmel", "effnet_lite0")   # what a plain run extracts
 SHARD_SIZE = 64                # videos per resumable work unit
@@ -239,22 +240,43 @@ def load_frames(frames_path: str, frames_per_video: int) -> tuple[np.ndarray | N
     return frames, None
 
 
-def load_followed_frames(record_path: str, frames_per_video: int, stopping: threading.Event):
-    """--follow: waits until r10 has recorded the video, then loads its frames."""
+def record_is_current(record: dict, video_identity: dict) -> bool:
+    """r10's record describes the video as it is now (same content) and its frames file is
+    the one it wrote; `video_identity` caches the video's digest between polls."""
+    known = record.get("source")
+    if "source" not in record:
+        return False  # made before records named their source
+    identity = file_identity(video_path(record["filename"]), video_identity.get("last"))
+    video_identity["last"] = identity
+    if (identity or {}).get("digest") != (known or {}).get("digest"):
+        return False
+    if record.get("frames_path"):
+        try:
+            return (cache_dir() / record["frames_path"]).stat().st_size == \
+                record.get("frames_bytes")
+        except OSError:
+            return False
+    return True
+
+
+def wait_for_current_record(record_path: str, stopping: threading.Event) -> dict | None:
+    """--follow: waits until r10 has a current record of the video (one left by an earlier
+    run for other bytes, or whose frames are gone, is waited out until r10 has redone it);
+    None once nobody needs it any more."""
     path = cache_dir() / record_path
     deadline = time.monotonic() + FOLLOW_TIMEOUT_SECONDS
-    while not path.exists():
+    video_identity: dict = {}
+    while True:
+        record = read_json(path) if path.exists() else None
+        if record is not None and record_is_current(record, video_identity):
+            return record
         if stopping.is_set():
-            return None, None
+            return None
         if time.monotonic() > deadline:
-            raise SetupError(f"--follow: r10 recorded nothing at {path} within "
+            raise SetupError(f"--follow: r10 recorded nothing current at {path} within "
                              f"{FOLLOW_TIMEOUT_SECONDS:.0f} s; start r10 (or run without "
                              f"--follow once r10 is done)")
         time.sleep(0.1)
-    record = read_json(path)
-    if record is None:
-        return None, f"r10's record {record_path} is unreadable: rerun r10"
-    return load_frames(record.get("frames_path", ""), frames_per_video)
 
 
 def read_plan(timeout: float) -> pd.DataFrame:
@@ -316,10 +338,12 @@ class JoinedRows:
                 or (read_json(folder / "config.json") or {}).get("hash") != hash_text:
             return
         try:
-            index = pd.read_csv(paths[2], dtype={"filename": str}, keep_default_na=False)
+            index = pd.read_csv(paths[2], dtype={"filename": str, "input_digest": str},
+                                keep_default_na=False)
             self.features, self.statistics = NpyRows(paths[0]), NpyRows(paths[1])
-            usable = index[index["missing"].astype(int) == 0]
-            rows = dict(zip(usable["filename"], usable["row"].astype(int)))
+            usable = index[(index["missing"].astype(int) == 0) & index["input_digest"].ne("")]
+            rows = {name: (int(row), digest) for name, row, digest in
+                    zip(usable["filename"], usable["row"], usable["input_digest"])}
         except (ValueError, OSError, KeyError) as error:
             logger.warning("r12 %s: earlier output unreadable (%s); recomputing", extractor,
                            short_error(error))
@@ -327,11 +351,17 @@ class JoinedRows:
         if len(index) == self.features.shape[0] == self.statistics.shape[0]:
             self.rows = rows
 
-    def take(self, filename: str):
-        """(steps, statistics) of a video the earlier run had, or None."""
-        row = self.rows.get(filename)
-        if row is None:
+    def has(self, filename: str, input_digest: str) -> bool:
+        """The earlier run has this video's features, made from the same input (frames or
+        audio of the same content digest)."""
+        entry = self.rows.get(filename)
+        return entry is not None and bool(input_digest) and entry[1] == input_digest
+
+    def take(self, filename: str, input_digest: str):
+        """(steps, statistics) of a video the earlier run made from the same input, or None."""
+        if not self.has(filename, input_digest):
             return None
+        row = self.rows[filename][0]
         return self.features[row], self.statistics[row]
 
 
@@ -347,10 +377,15 @@ class ShardBuilder:
         self.features = np.zeros((len(shard),) + tuple(steps_shape), steps_dtype)
         self.statistics = np.zeros((len(shard), statistics_length), np.float32)
         self.missing = np.ones(len(shard), bool)
+        self.input_digests = np.array(shard["input_digest"].tolist() if "input_digest" in
+                                      shard.columns else [""] * len(shard), dtype=object)
         self.failures: list[dict] = []
         self.remaining = len(shard)
 
-    def put(self, position: int, steps=None, statistics=None, failure: str | None = None):
+    def put(self, position: int, steps=None, statistics=None, failure: str | None = None,
+            input_digest: str | None = None):
+        if input_digest is not None:
+            self.input_digests[position] = input_digest
         if steps is not None:
             self.features[position] = steps
             self.statistics[position] = statistics
@@ -362,6 +397,7 @@ class ShardBuilder:
     def result(self) -> dict:
         return {"features": self.features, "statistics": self.statistics,
                 "missing": self.missing, "filenames": self.filenames,
+                "input_digests": self.input_digests.astype(str),
                 "failure_filenames": np.array([f["filename"] for f in self.failures], dtype=str),
                 "failure_errors": np.array([f["error"] for f in self.failures], dtype=str)}
 
@@ -375,17 +411,20 @@ def existing_shard_failures(path: Path, shard: pd.DataFrame, force: bool) -> lis
 
     Reads only the small members of the .npz: a resumed run checks every shard.
     """
-    if not up_to_date(path, force):
-        return None
+    if force or not path.exists() or "input_digest" not in shard.columns:
+        return None  # --follow knows the inputs only once r10 has recorded them
     try:
         with np.load(path, allow_pickle=False) as archive:
             filenames = archive["filenames"].tolist()
+            input_digests = archive["input_digests"].tolist()
             failures = [{"filename": f, "error": e} for f, e in
                         zip(archive["failure_filenames"], archive["failure_errors"])]
     except (ValueError, OSError, EOFError, KeyError) as error:
         logger.warning("%s is unreadable (%s): it is made again", path, short_error(error))
         return None
-    return failures if filenames == shard["filename"].tolist() else None
+    same = filenames == shard["filename"].tolist() and \
+        input_digests == shard["input_digest"].tolist()
+    return failures if same else None
 
 
 def extract_simple_shard(extractor: str, shard: pd.DataFrame, number: int,
@@ -399,7 +438,7 @@ def extract_simple_shard(extractor: str, shard: pd.DataFrame, number: int,
         statistics_length = 3 * N_MELS + 3
     builder = ShardBuilder(number, shard, steps_shape, dtype, statistics_length)
     for position, record in enumerate(shard.itertuples()):
-        reused = joined.take(record.filename)
+        reused = joined.take(record.filename, record.input_digest)
         if reused is not None:
             builder.put(position, *reused)
             continue
@@ -514,8 +553,10 @@ def extract_backbone_shards(extractor: str, hash_text: str, jobs: list[tuple[int
 
     Loader threads read (and resize) the frames of the next PREFETCH_VIDEOS videos while the
     model runs; numpy, OpenCV and TensorFlow release the GIL, so threads overlap for real.
-    With an index from r10's plan (`--follow`), a loader first waits for r10's record of
-    its video: the backbone then runs while r10 is still decoding the videos after it.
+    With an index from r10's plan (`--follow`), a loader first waits for r10's current
+    record of its video: the backbone then runs while r10 is still decoding the videos
+    after it. A video whose frames have the content digest of a row of the earlier output
+    takes that row; the model is built only when some video needs it.
     """
     from a02_backbones import feature_dim
     name, depths = backbone_of(extractor)
@@ -527,14 +568,16 @@ def extract_backbone_shards(extractor: str, hash_text: str, jobs: list[tuple[int
         builders[number] = ShardBuilder(number, shard, (frames_per_video, dimension),
                                         np.dtype(FEATURE_DTYPE), 2 * dimension)
         videos += [(number, position, record.filename,
-                    record.record_path if following else record.frames_path)
+                    record.record_path if following else record.frames_path,
+                    "" if following else record.input_digest)
                    for position, record in enumerate(shard.itertuples())]
     failures: list[dict] = []
     bar = progress(None, total=len(videos), desc=description, unit="video")
 
-    def finish(number: int, position: int, steps=None, statistics=None, failure=None):
+    def finish(number: int, position: int, steps=None, statistics=None, failure=None,
+               input_digest=None):
         builder = builders[number]
-        builder.put(position, steps, statistics, failure)
+        builder.put(position, steps, statistics, failure, input_digest)
         bar.update()
         if builder.remaining == 0:
             write_arrays(builder.result(), shard_path(extractor, hash_text, number))
@@ -546,19 +589,28 @@ def extract_backbone_shards(extractor: str, hash_text: str, jobs: list[tuple[int
         return (frames.astype(FEATURE_DTYPE),
                 np.concatenate([frames.mean(axis=0), frames.max(axis=0)]))
 
-    to_load = [video for video in videos if video[2] not in joined.rows]
-    for number, position, filename, _ in videos:
-        if filename in joined.rows:
-            finish(number, position, *joined.take(filename))
+    to_load = [video for video in videos if not joined.has(video[2], video[4])]
+    for number, position, filename, _, input_digest in videos:
+        if joined.has(filename, input_digest):
+            finish(number, position, *joined.take(filename, input_digest))
     if not to_load:
         bar.close()
         return failures
     stopping = threading.Event()  # tells loaders waiting for r10 that nobody needs them
 
-    def load(source: str):
+    def load(filename: str, source: str, input_digest: str):
+        """("reused", (steps, statistics)) or ("frames", frames) or (None, failure), and the
+        input digest the row was made from."""
         if following:
-            return load_followed_frames(source, frames_per_video, stopping)
-        return load_frames(source, frames_per_video)
+            record = wait_for_current_record(source, stopping)
+            if record is None:
+                return None, None, ""
+            source, input_digest = record.get("frames_path", ""), record.get("frames_digest", "")
+            if joined.has(filename, input_digest):
+                return "reused", joined.take(filename, input_digest), input_digest
+        frames, failure = load_frames(source, frames_per_video)
+        return ("frames", frames, input_digest) if frames is not None else \
+            (None, failure, input_digest)
 
     with concurrent.futures.ThreadPoolExecutor(max(1, workers),
                                                thread_name_prefix="r12-loader") as loader:
@@ -570,23 +622,29 @@ def extract_backbone_shards(extractor: str, hash_text: str, jobs: list[tuple[int
                 video = next(upcoming, None)
                 if video is None:
                     return
-                queue.append((video, loader.submit(load, video[3])))
+                queue.append((video, loader.submit(load, video[2], video[3], video[4])))
 
         try:
             top_up()  # the first frames load while TensorFlow is imported and the model built
-            batcher = FrameBatcher(BackboneRunner(extractor))
+            batcher = None
+            digests = {}
             while queue:
-                (number, position, _, _), future = queue.popleft()
+                (number, position, _, _, _), future = queue.popleft()
                 top_up()
-                frames, failure = future.result()
-                if frames is None:
-                    finish(number, position, failure=failure)
+                kind, value, input_digest = future.result()
+                if kind == "reused":
+                    finish(number, position, *value, input_digest=input_digest)
                     continue
-                for (done_number, done_position), outputs in batcher.add((number, position),
-                                                                         frames):
-                    finish(done_number, done_position, *encoded(outputs))
-            for (done_number, done_position), outputs in batcher.flush():
-                finish(done_number, done_position, *encoded(outputs))
+                if kind is None:
+                    finish(number, position, failure=value, input_digest=input_digest)
+                    continue
+                if batcher is None:
+                    batcher = FrameBatcher(BackboneRunner(extractor))
+                digests[(number, position)] = input_digest
+                for key, outputs in batcher.add((number, position), value):
+                    finish(*key, *encoded(outputs), input_digest=digests.pop(key))
+            for key, outputs in (batcher.flush() if batcher is not None else []):
+                finish(*key, *encoded(outputs), input_digest=digests.pop(key))
         finally:
             stopping.set()
             loader.shutdown(cancel_futures=True)
@@ -602,15 +660,47 @@ def _write_npy_header(handle, dtype, shape: tuple) -> None:
         "shape": tuple(int(size) for size in shape)})
 
 
+def shard_rows(extractor: str, hash_text: str, shard_count: int) -> pd.DataFrame:
+    """filename, input_digest and missing of every row of the shards, in order (the small
+    members only)."""
+    parts = []
+    for shard_number in range(shard_count):
+        path = shard_path(extractor, hash_text, shard_number)
+        try:
+            with np.load(path, allow_pickle=False) as archive:
+                parts.append(pd.DataFrame({
+                    "filename": archive["filenames"].astype(str),
+                    "input_digest": archive["input_digests"].astype(str),
+                    "missing": archive["missing"].astype(int)}))
+        except (ValueError, OSError, EOFError, KeyError) as error:
+            raise RuntimeError(f"shard {path} is unreadable ({short_error(error)}); rerun "
+                               f"r12") from None
+    return pd.concat(parts, ignore_index=True)
+
+
+def stage_inputs(hash_text: str, rows: pd.DataFrame) -> dict:
+    """What an extractor's output is made from: its settings and each row's input (the
+    content digest of the video's frames, or of its audio)."""
+    return {"config": hash_text,
+            "rows": digest_text(rows[["filename", "split", "input_digest"]].to_numpy().tolist())}
+
+
+def output_paths(extractor: str) -> list[Path]:
+    folder = features_dir(extractor)
+    return [folder / "features.npy", folder / "index.csv", folder / "config.json",
+            folder / "statistics.npy"]
+
+
 def consolidate(extractor: str, hash_text: str, index: pd.DataFrame, shard_count: int,
-                config: dict) -> None:
+                config: dict) -> pd.DataFrame:
     """Joins the shards into one .npy per array, appending shard after shard to the file:
     memory holds one shard at a time however many videos there are (a memory map would
-    keep every page it wrote resident)."""
+    keep every page it wrote resident). Each row's content digest goes into index.csv: the
+    models' stamps are made of the digests of the rows they read."""
     first = read_arrays(shard_path(extractor, hash_text, 0))
     folder = features_dir(extractor)
     features_path, statistics_path = folder / "features.npy", folder / "statistics.npy"
-    missing = []
+    missing, input_digests, digests = [], [], []
     with atomic_path(features_path) as features_temporary, \
             atomic_path(statistics_path) as statistics_temporary, \
             open(features_temporary, "wb") as features, \
@@ -623,9 +713,14 @@ def consolidate(extractor: str, hash_text: str, index: pd.DataFrame, shard_count
                 shard_path(extractor, hash_text, shard_number))
             if part is None:
                 raise RuntimeError(f"shard {shard_number} vanished while joining; rerun r12")
+            part_statistics = np.ascontiguousarray(part["statistics"], np.float32)
             features.write(np.ascontiguousarray(part["features"]).tobytes())
-            statistics.write(np.ascontiguousarray(part["statistics"], np.float32).tobytes())
+            statistics.write(part_statistics.tobytes())
             missing.extend(part["missing"].astype(int).tolist())
+            input_digests.extend(part["input_digests"].astype(str).tolist())
+            digests.extend(array_digest(row_features) + array_digest(row_statistics)
+                           for row_features, row_statistics in zip(part["features"],
+                                                                    part_statistics))
             del part
         if len(missing) != len(index):
             raise RuntimeError(f"the shards hold {len(missing)} videos, the index "
@@ -633,10 +728,13 @@ def consolidate(extractor: str, hash_text: str, index: pd.DataFrame, shard_count
     table = index[["filename", "split"]].copy()
     table["row"] = np.arange(len(table))
     table["missing"] = missing
+    table["input_digest"] = input_digests
+    table["digest"] = [digest[:16] for digest in digests]
     write_csv(table, folder / "index.csv")
     write_json({**config, "hash": hash_text,
                 "statistic_names": statistic_names(extractor, first["statistics"].shape[1] // 2)},
                folder / "config.json")
+    return table
 
 
 def remove_shards(extractor: str, hash_text: str) -> None:
@@ -657,23 +755,34 @@ def _worker_context():
     return multiprocessing.get_context("forkserver")
 
 
+def with_input_digests(extractor: str, index: pd.DataFrame) -> pd.DataFrame:
+    """r10's index with the column a row of this extractor is keyed on: the content digest
+    of the video's frames, or of its audio (absent in --follow's plan: r10 has not made
+    them yet)."""
+    column = "audio_digest" if extractor == "audio_logmel" else "frames_digest"
+    if column not in index.columns:
+        return index
+    return index.assign(input_digest=index[column].fillna("").astype(str))
+
+
 def run_extractor(extractor: str, index: pd.DataFrame, workers: int, force: bool,
                   part: int = 0, parts: int = 1, tunables: dict | None = None) -> None:
     frames_config = str(index["frames_config"].iloc[0]) if len(index) else "none"
     config = extractor_config(extractor, frames_config)
     hash_text = config_hash(config)
     folder = features_dir(extractor)
-    outputs = [folder / "features.npy", folder / "index.csv", folder / "config.json"]
-    if up_to_date(outputs, force):
-        existing = pd.read_csv(folder / "index.csv", dtype={"filename": str},
-                               keep_default_na=False)
-        joined_at = (folder / "features.npy").stat().st_mtime
+    outputs = output_paths(extractor)
+    index = with_input_digests(extractor, index)
+    known_inputs = "input_digest" in index.columns
+    if known_inputs and parts == 1:
+        reason = outdated_reason(outputs, stage_inputs(hash_text, index), force)
         # shards rewritten by `--part ... --force` jobs after the join must be joined again
-        newer_shards = any(p.stat().st_mtime > joined_at
-                           for p in (folder / hash_text).glob("shard_*.npz"))
-        if existing["filename"].tolist() == index["filename"].tolist() and not newer_shards \
-                and (read_json(folder / "config.json") or {}).get("hash") == hash_text:
-            logger.info("r12 %s: up to date", extractor)
+        joined_at = outputs[0].stat().st_mtime if outputs[0].exists() else 0
+        if reason is None and any(p.stat().st_mtime > joined_at
+                                  for p in (folder / hash_text).glob("shard_*.npz")):
+            reason = "shards newer than the joined output"
+        log_outcome(f"r12 {extractor}", reason)
+        if reason is None:
             return
     frames_per_video = int(index["frames_per_video"].iloc[0]) \
         if "frames_per_video" in index.columns and len(index) else _frames_per_video(index)
@@ -710,8 +819,21 @@ def run_extractor(extractor: str, index: pd.DataFrame, workers: int, force: bool
         return
     if not shards:
         raise SystemExit(f"r12 {extractor}: the preprocess index lists no video")
+    rows = shard_rows(extractor, hash_text, len(shards))
+    if rows["filename"].tolist() != index["filename"].tolist():
+        raise RuntimeError(f"r12 {extractor}: the shards hold other videos than the index; "
+                           f"rerun r12 --force")
+    inputs = stage_inputs(hash_text, rows.assign(split=index["split"].to_numpy()))
+    if not known_inputs:  # --follow: now that r10 has recorded every video
+        reason = outdated_reason(outputs, inputs, force)
+        log_outcome(f"r12 {extractor}", reason)
+        if reason is None:
+            if not KEEP_SHARDS:
+                remove_shards(extractor, hash_text)
+            return
     consolidate(extractor, hash_text, index, len(shards), config)
     write_stage_failures(f"r12_{extractor}", failures)
+    write_stamp(outputs, inputs)
     if not KEEP_SHARDS:
         remove_shards(extractor, hash_text)
     logger.info("r12 %s: %d videos -> %s", extractor, len(index), folder / "features.npy")

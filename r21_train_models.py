@@ -22,8 +22,10 @@ Cost    on 2 CPU cores and the demo set, 5 folds of training: gru_effnet_lite0 ~
 
 Settings, later winning: a03_models' defaults < this block < a model's own settings in its
 ModelSpec (e.g. cnn3d_micro's batch size) < options given on the command line. Each fold
-keeps the weights of its best epoch by the fold's validation log loss. A job whose output
-exists with the same settings, inputs and folds is skipped ("up to date"). Jobs of different
+keeps the weights of its best epoch by the fold's validation log loss. A fold job is
+skipped ("[up to date]") only when its model was trained from the same config: settings,
+the content digests of the train rows' inputs, their labels and the folds (test rows only
+with pseudo-labels); otherwise the log says what changed ("[redo] ... (changed: labels)"). Jobs of different
 models or folds may run at the same time: they write different files, and config.json, which
 every fold job of a model writes, has the same content in each (written atomically).
 Training is deterministic (seeded, TensorFlow op determinism), so a job gives the same weights
@@ -31,15 +33,14 @@ alone, after another or beside it.
 """
 from __future__ import annotations
 
-import hashlib
 import time
 
 import numpy as np
 
-from a00_common import (SEED, config_hash, git_commit, load_folds, load_submission_format,
-                        load_train_labels, logger, metadata_dir, models_dir, parse_config,
-                        print_jobs, prior_probabilities, read_json, run_main, write_csv,
-                        write_json)
+from a00_common import (SEED, config_hash, digest_text, git_commit, load_folds,
+                        load_submission_format, load_train_labels, log_outcome, logger,
+                        models_dir, parse_config, print_jobs, prior_probabilities, read_json,
+                        run_main, write_csv, write_json)
 
 # a plain run trains these: seven families, each below the class prior on the demo
 MODELS = ("gru_effnet_lite0", "attention_effnet_lite0", "tcn_effnet_lite0", "gru_hashes",
@@ -97,13 +98,34 @@ def model_settings(spec, block: dict, explicit: dict) -> dict:
                              block_settings(explicit)[spec.kind])
 
 
-def job_config(spec, settings: dict) -> dict:
-    """Everything that decides a model's weights; its hash names the trained state."""
-    from a03_models import input_hash
-    folds_text = (metadata_dir() / "folds.csv").read_bytes()
-    return {"model": spec.name, "kind": spec.kind, "inputs": list(spec.inputs), "head": spec.head,
-            "settings": settings, "seed": TRAIN_SEED, "input_hash": input_hash(spec),
-            "folds_hash": hashlib.sha1(folds_text).hexdigest()[:8]}
+def job_config(spec, settings: dict, labels_table, classes: list[str], folds) -> dict:
+    """Everything that decides a model's weights; its hash names the trained state.
+
+    Only the train rows enter it (their features' content digests, labels and folds), so
+    test clips added or removed retrain nothing; with pseudo-labels the test rows' inputs
+    enter too, since they are trained on.
+    """
+    from a03_models import input_digest
+    names = labels_table["filename"].tolist()
+    config = {"model": spec.name, "kind": spec.kind, "inputs": list(spec.inputs),
+              "head": spec.head, "settings": settings, "seed": TRAIN_SEED,
+              "train_inputs": input_digest(spec, names),
+              "labels": digest_text([names, labels_table[classes].to_numpy().tolist(),
+                                     classes]),
+              "folds": digest_text(folds[["filename", "fold", "sequence"]].astype(str)
+                                   .to_numpy().tolist())}
+    if spec.kind == "keras" and settings["pseudo_label_epochs"] > 0:
+        test_names = load_submission_format(classes)["filename"].tolist()
+        config["test_inputs"] = input_digest(spec, test_names) if test_names else ""
+    return config
+
+
+def changed_parts(previous: dict | None, config: dict) -> str:
+    """Which parts of a model's config differ from those it was trained with."""
+    if not previous:
+        return "not trained yet"
+    changed = [key for key in config if previous.get(key) != config[key]]
+    return "changed: " + (", ".join(changed) if changed else "config")
 
 
 def train_model(name: str, only_fold: int | None, force: bool, block: dict,
@@ -112,7 +134,8 @@ def train_model(name: str, only_fold: int | None, force: bool, block: dict,
     spec = get_spec(name)
     labels_table, classes = load_train_labels()
     folds = load_folds(labels_table["filename"])
-    config = job_config(spec, model_settings(spec, block, explicit))
+    config = job_config(spec, model_settings(spec, block, explicit), labels_table, classes,
+                        folds)
     hash_text = config_hash(config)
     folder = models_dir(name)
     all_folds = sorted(int(k) for k in folds["fold"].unique())
@@ -120,11 +143,23 @@ def train_model(name: str, only_fold: int | None, force: bool, block: dict,
         raise SystemExit(f"r21: --fold {only_fold} is not in metadata/folds.csv (folds: "
                          f"{', '.join(map(str, all_folds))})")
     fold_numbers = all_folds if only_fold is None else [only_fold]
-    pending = [fold for fold in fold_numbers
-               if force or not fold_output(spec, folder, fold).exists()
-               or (read_json(folder / f"fold{fold}.json") or {}).get("config_hash") != hash_text]
+    previous = read_json(folder / "config.json")
+    pending = []
+    for fold in fold_numbers:
+        trained = read_json(folder / f"fold{fold}.json") or {}
+        if force:
+            reason = "--force"
+        elif not fold_output(spec, folder, fold).exists() or not trained:
+            reason = "not trained yet"
+        elif trained.get("config_hash") != hash_text:
+            reason = changed_parts(previous if (previous or {}).get("config_hash") ==
+                                   trained.get("config_hash") else None, config)
+        else:
+            reason = None
+        log_outcome(f"r21 {name} fold {fold}", reason)
+        if reason is not None:
+            pending.append(fold)
     if not pending:
-        logger.info("r21 %s: up to date (folds %s)", name, fold_numbers)
         return
     commit = git_commit()
     # identical in every fold job of this model, so concurrent jobs may all write it

@@ -25,9 +25,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from a00_common import (append_scores, level1_dir, load_folds, load_train_labels, logger,
-                        mean_log_loss, models_dir, parse_config, prediction_frame, read_json,
-                        run_main, up_to_date, write_csv, write_json)
+from a00_common import (append_scores, level1_dir, load_folds, load_train_labels, log_outcome,
+                        logger, mean_log_loss, models_dir, outdated_reason, parse_config,
+                        prediction_frame, run_main, write_csv, write_json, write_stamp)
 
 # demo OOF with 1 / 2 / 4 temporal views: gru_effnet_lite0 0.0828 / 0.0827 / 0.0834,
 # attention 0.0846 / 0.0846 / 0.0857, tcn 0.0911 / 0.0912 / 0.0919: the reversal is free,
@@ -44,9 +44,12 @@ def validate_model(name: str, force: bool) -> None:
     fold_numbers = sorted(int(k) for k in folds["fold"].unique())
     config = trained_config(name, fold_numbers, "r31")
     stamp = prediction_stamp(config["config_hash"], TIME_AUGMENTATION, FLIP_AUGMENTATION)
-    if up_to_date(output, force) and (read_json(output.with_suffix(".json")) or {}).get(
-            "stamp") == stamp:
-        logger.info("r31 %s: up to date", name)
+    # the trained state covers the train rows' inputs, labels and folds
+    outputs = [output, level1_dir() / f"{name}_train_by_fold.csv", output.with_suffix(".json")]
+    made_from = {"predictions": stamp}
+    reason = outdated_reason(outputs, made_from, force)
+    log_outcome(f"r31 {name}", reason)
+    if reason is None:
         return
     spec = get_spec(name)
     inputs = load_inputs(spec, labels_table["filename"], config["settings"])
@@ -73,6 +76,7 @@ def validate_model(name: str, force: bool) -> None:
     write_csv(pd.concat(by_fold, ignore_index=True), level1_dir() / f"{name}_train_by_fold.csv")
     write_csv(prediction_frame(labels_table["filename"], classes, predictions), output)
     write_json({"stamp": stamp, "log_loss": loss}, output.with_suffix(".json"))
+    write_stamp(outputs, made_from)
     append_scores(scores)
     logger.info("r31 %s: OOF log loss %.5f over %d videos -> %s", name, loss, len(labels), output)
 

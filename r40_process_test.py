@@ -19,9 +19,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from a00_common import (level1_dir, load_folds, load_submission_format, load_train_labels, logger,
-                        models_dir, parse_config, prediction_frame, read_json, run_main,
-                        up_to_date, write_csv, write_json)
+from a00_common import (digest_text, level1_dir, load_folds, load_submission_format,
+                        load_train_labels, log_outcome, logger, models_dir, outdated_reason,
+                        parse_config, prediction_frame, read_json, run_main, write_csv,
+                        write_json, write_stamp)
 
 # demo OOF with 1 / 2 / 4 temporal views: gru_effnet_lite0 0.0828 / 0.0827 / 0.0834,
 # attention 0.0846 / 0.0846 / 0.0857, tcn 0.0911 / 0.0912 / 0.0919: the reversal is free,
@@ -31,7 +32,8 @@ FLIP_AUGMENTATION = True       # also average left-right mirrored clips (3D CNN)
 
 
 def process_model(name: str, force: bool) -> None:
-    from a03_models import get_spec, load_inputs, predict_fold, prediction_stamp, trained_config
+    from a03_models import (get_spec, input_digest, load_inputs, predict_fold,
+                            prediction_stamp, trained_config)
     output = level1_dir() / f"{name}_test.csv"
     labels_table, classes = load_train_labels()
     # the folds of folds.csv, as in r31: a fold that is missing is an error, not a silent
@@ -39,12 +41,17 @@ def process_model(name: str, force: bool) -> None:
     folds = sorted(int(k) for k in load_folds(labels_table["filename"])["fold"].unique())
     config = trained_config(name, folds, "r40")
     stamp = prediction_stamp(config["config_hash"], TIME_AUGMENTATION, FLIP_AUGMENTATION)
-    if up_to_date(output, force) and (read_json(output.with_suffix(".json")) or {}).get(
-            "stamp") == stamp:
-        logger.info("r40 %s: up to date", name)
-        return
     spec = get_spec(name)
     submission = load_submission_format(classes)
+    test_names = submission["filename"].tolist()
+    outputs = [output, level1_dir() / f"{name}_test_by_fold.csv", output.with_suffix(".json")]
+    # the trained state, and the test rows with the content digests of their inputs
+    made_from = {"predictions": stamp, "test_rows": digest_text(test_names),
+              "test_inputs": input_digest(spec, test_names) if test_names else ""}
+    reason = outdated_reason(outputs, made_from, force)
+    log_outcome(f"r40 {name}", reason)
+    if reason is None:
+        return
     inputs = load_inputs(spec, submission["filename"], config["settings"]) \
         if len(submission) else None
     by_fold = []
@@ -60,6 +67,7 @@ def process_model(name: str, force: bool) -> None:
     write_csv(pd.concat(by_fold, ignore_index=True), level1_dir() / f"{name}_test_by_fold.csv")
     write_csv(prediction_frame(submission["filename"], classes, predictions), output)
     write_json({"stamp": stamp, "folds": folds}, output.with_suffix(".json"))
+    write_stamp(outputs, made_from)
     logger.info("r40 %s: %d test videos, mean of %d fold models -> %s", name,
                 len(submission), len(folds), output)
     oof_stamp = (read_json(level1_dir() / f"{name}_oof.json") or {}).get("stamp")

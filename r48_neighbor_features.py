@@ -25,9 +25,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from a00_common import (level1_dir, load_folds, load_submission_format, load_train_labels, logger,
-                        metadata_dir, parse_config, predictions_dir, read_json, run_main,
-                        up_to_date, write_csv, write_json)
+from a00_common import (digest_text, level1_dir, load_folds, load_submission_format,
+                        load_train_labels, log_outcome, logger, metadata_dir, outdated_reason,
+                        parse_config, predictions_dir, read_stamp, run_main, write_csv,
+                        write_stamp)
 
 NEIGHBOR_K = (1, 2, 5, 10)     # ±K neighbours averaged (K before and K after, self excluded)
 NEIGHBOR_MODELS = ("all",)     # level-1 models whose predictions are averaged; "all" = every one
@@ -153,23 +154,29 @@ def main() -> None:
     models = available_models() if "all" in NEIGHBOR_MODELS else list(NEIGHBOR_MODELS)
     if not models:
         raise SystemExit("r48: no level-1 predictions by fold: run r31 and r40 first")
-    stamps = {m: [(read_json(level1_dir() / f"{m}_{s}.json") or {}).get("stamp")
-                  for s in ("oof", "test")] for m in models}
-    stamp = {"models": stamps, "k": list(NEIGHBOR_K), "per_model": PER_MODEL}
-    if up_to_date([oof_path, test_path], args.force) and \
-            read_json(oof_path.with_suffix(".json")) == stamp:
-        logger.info("r48: up to date")
-        return
     labels, classes = load_train_labels()
     submission = load_submission_format(classes)
     folds = load_folds(labels["filename"])
     metadata = pd.read_csv(metadata_dir() / "metadata.csv", dtype={"filename": str},
                            keep_default_na=False)
+    names = labels["filename"].tolist() + submission["filename"].tolist()
+    # the level-1 tables by fold (their stamps), each video's camera and trusted capture
+    # time, the folds, and the settings; no label enters
+    inputs = {"models": {m: [read_stamp(level1_dir() / f"{m}_{part}.csv")
+                             for part in ("oof", "test")] for m in models},
+              "times": digest_text(metadata.set_index("filename").reindex(names)[
+                  ["capture_time", "camera"]].astype(str).to_numpy().tolist() + [names]),
+              "folds": digest_text(folds[["filename", "fold"]].astype(str).to_numpy().tolist()),
+              "settings": args.config}
+    reason = outdated_reason([oof_path, test_path], inputs, args.force)
+    log_outcome("r48", reason)
+    if reason is None:
+        return
     train_table, test_table = build_features(labels["filename"], submission["filename"],
                                              classes, folds, metadata, models)
     write_csv(train_table, oof_path)
     write_csv(test_table, test_path)
-    write_json(stamp, oof_path.with_suffix(".json"))
+    write_stamp([oof_path, test_path], inputs)
     logger.info("r48: %d neighbour features from %d model(s) -> %s, %s",
                 train_table.shape[1] - 1, len(models), oof_path, test_path)
 

@@ -32,17 +32,16 @@ with the number of rounds found.
 """
 from __future__ import annotations
 
-import hashlib
-
 import numpy as np
 import pandas as pd
 
-from a00_common import (SEED, append_scores, fit_blend_weights, atomic_path, config_hash, data_dir, default_threads,
-                        git_commit, level1_dir, level2_dir, load_folds, load_submission_format,
-                        load_train_labels, logger, mean_log_loss, metadata_dir, models_dir,
+from a00_common import (SEED, append_scores, atomic_path, config_hash, data_dir,
+                        default_threads, digest_text, fit_blend_weights, git_commit, level1_dir,
+                        level2_dir, load_folds, load_submission_format, load_train_labels,
+                        log_outcome, logger, mean_log_loss, models_dir, outdated_reason,
                         parse_config, prediction_frame, predictions_dir, print_jobs,
-                        prior_probabilities, progress, read_json, run_main, set_seeds, up_to_date,
-                        write_csv, write_json)
+                        prior_probabilities, progress, read_stamp, run_main, set_seeds,
+                        write_csv, write_json, write_stamp)
 
 STACKERS = ("lgbm", "xgb", "mlp")   # a plain run fits these
 STACKER_SEED = SEED
@@ -429,18 +428,28 @@ def run_stacker(name: str, force: bool) -> None:
     models = level1_models()
     if not models:
         raise SystemExit("r50: no level-1 predictions: run r31 and r40 first")
-    level1_stamps = {m: [(read_json(level1_dir() / f"{m}_{s}.json") or {}).get("stamp")
-                         for s in ("oof", "test")] for m in models}
-    neighbor_stamp = read_json(predictions_dir() / "neighbors_oof.json") if use_neighbors else None
-    folds_text = (metadata_dir() / "folds.csv").read_bytes()
+    from a03_models import tabular_digest
+    train_names = labels_table["filename"].tolist()
+    test_names = submission["filename"].tolist()
+    # every input: the level-1 and neighbour tables (their stamps), the labels, the folds,
+    # the metadata and statistics rows of every video, the test rows, the settings
     config = {"stacker": name, "base": base, "use_neighbors": use_neighbors,
-              "settings": settings, "level1": level1_stamps, "neighbors": neighbor_stamp,
-              "folds_hash": hashlib.sha1(folds_text).hexdigest()[:8]}
+              "settings": settings,
+              "level1": {m: [read_stamp(level1_dir() / f"{m}_{part}.csv")
+                             for part in ("oof", "test")] for m in models},
+              "neighbors": read_stamp(predictions_dir() / "neighbors_oof.csv")
+              if use_neighbors else None,
+              "labels": digest_text([train_names, classes,
+                                     labels_table[classes].to_numpy().tolist()]),
+              "folds": digest_text(folds.astype(str).to_numpy().tolist()),
+              "test_rows": digest_text(test_names),
+              "tabular": tabular_digest(train_names + test_names)}
     stamp = config_hash(config)
     oof_path, test_path = level2_dir() / f"{name}_oof.csv", level2_dir() / f"{name}_test.csv"
-    if up_to_date([oof_path, test_path], force) and \
-            (read_json(oof_path.with_suffix(".json")) or {}).get("stamp") == stamp:
-        logger.info("r50 %s: up to date", name)
+    outputs = [oof_path, test_path, oof_path.with_suffix(".json")]
+    reason = outdated_reason(outputs, config, force)
+    log_outcome(f"r50 {name}", reason)
+    if reason is None:
         return
     set_seeds(STACKER_SEED)
     # threads change speed, not results, so they stay out of the stamp
@@ -531,6 +540,7 @@ def run_stacker(name: str, force: bool) -> None:
     write_csv(prediction_frame(labels_table["filename"], classes, oof), oof_path)
     write_csv(prediction_frame(submission["filename"], classes, test), test_path)
     write_json({"stamp": stamp, "log_loss": loss}, oof_path.with_suffix(".json"))
+    write_stamp(outputs, config)
     append_scores(scores)
     logger.info("r50 %s: OOF log loss %.5f with %d features from %d level-1 model(s)%s -> %s",
                 name, loss, len(feature_names), len(models),

@@ -27,11 +27,13 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from a00_common import (PROBABILITY_CLIP, fit_blend_weights, append_scores, check_prediction_table, config_hash,
-                        data_dir, level1_dir, level2_dir, load_folds, load_submission_format,
-                        load_train_labels, logger, mean_log_loss, parse_config, prediction_frame,
-                        predictions_dir, prior_probabilities, read_json, reports_dir, run_main,
-                        submissions_dir, up_to_date, write_csv, write_json)
+from a00_common import (append_scores, check_prediction_table, data_dir,
+                        file_digest, fit_blend_weights, input_dir, level1_dir, level2_dir,
+                        load_folds, load_submission_format, load_train_labels, log_outcome,
+                        logger, mean_log_loss, metadata_dir, optional_file_digest,
+                        outdated_reason, parse_config, prediction_frame, predictions_dir,
+                        prior_probabilities, reports_dir, run_main, stamp_of,
+                        submissions_dir, write_csv, write_json, write_stamp)
 
 ENSEMBLE_LEVEL = "level2"      # which tables are blended: "level2" (stackers) or "level1"
 WEIGHTS_MODE = "auto"          # "global", "per_class", or "auto" (per class only if it wins
@@ -90,15 +92,6 @@ def read_predictions(folder, name, filenames, classes, suffix) -> np.ndarray:
     table = pd.read_csv(path, dtype={"filename": str}, keep_default_na=False, na_values=[""])
     check_prediction_table(table, filenames, classes, str(path))
     return table[classes].to_numpy(np.float64)
-
-
-def file_digest(path) -> str:
-    import hashlib
-    digest = hashlib.sha1()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()[:12]
 
 
 def hidden_test_labels(filenames, classes) -> np.ndarray | None:
@@ -178,23 +171,36 @@ def main() -> None:
         members = [name for name in model_tables(folder) if not _excluded(name)]
     if not members:
         raise SystemExit("r60: no predictions to blend: run r31/r40 (and r50) first")
-    stamp = config_hash({"members": members, "settings": args.config,
-                         "inputs": [file_digest(folder / f"{name}_{suffix}.csv")
-                                    for name in members for suffix in ("oof", "test")],
-                         "labels": file_digest(data_dir() / "input" / "train_labels.csv")})
+    # every table it reads (level 1 for the report's rows too), the labels, the folds, the
+    # test rows asked for, the demo's hidden labels, the settings
+    inputs = {"members": members, "settings": args.config,
+              "tables": {path.name: file_digest(path) for directory in (level1_dir(), level2_dir())
+                         if directory.is_dir() for path in sorted(directory.glob("*.csv"))},
+              "labels": file_digest(input_dir() / "train_labels.csv"),
+              "submission_format": file_digest(input_dir() / "submission_format.csv"),
+              "folds": file_digest(metadata_dir() / "folds.csv"),
+              "hidden_labels": optional_file_digest(data_dir() / "demo_truth" /
+                                                    "test_labels.csv")}
+    stamp = stamp_of(inputs)
     outputs = [submissions_dir() / "submission.csv", predictions_dir() / "ensemble_oof.csv",
-               reports_dir() / "summary.csv", reports_dir() / "ensemble.json"] + \
+               predictions_dir() / "ensemble_test.csv", reports_dir() / "summary.csv",
+               reports_dir() / "ensemble.json"] + \
         ([reports_dir() / "report.html"] if REPORT else [])
-    if up_to_date(outputs, args.force) and \
-            (read_json(reports_dir() / "ensemble.json") or {}).get("stamp") == stamp:
-        logger.info("r60: up to date")
+    reason = outdated_reason(outputs, inputs, args.force)
+    log_outcome("r60", reason)
+    if reason is None:
         print_table(pd.read_csv(reports_dir() / "summary.csv"))
         print(f"submission: {outputs[0]}", flush=True)
         return
-    oof = np.stack([read_predictions(folder, name, train_names, classes, "oof")
-                    for name in members])
-    test = np.stack([read_predictions(folder, name, test_names, classes, "test")
-                     for name in members])
+    try:
+        oof = np.stack([read_predictions(folder, name, train_names, classes, "oof")
+                        for name in members])
+        test = np.stack([read_predictions(folder, name, test_names, classes, "test")
+                         for name in members])
+    except ValueError as error:
+        # a table made for other rows: never blend it into a submission that looks right
+        raise SystemExit(f"r60: {error}; rerun the chain (run_all.py) so every stage "
+                         f"covers input/") from None
 
     global_loss, global_nested = nested_estimate(oof, labels, fold_of_row, per_class=False)
     per_class_loss, per_class_nested = nested_estimate(oof, labels, fold_of_row, per_class=True)
@@ -211,7 +217,11 @@ def main() -> None:
     nested_loss = mean_log_loss(labels, nested_oof)
 
     submission = prediction_frame(test_names, classes, ensemble_test)
-    check_prediction_table(submission, submission_format["filename"], classes, "submission")
+    try:
+        check_prediction_table(submission, submission_format["filename"], classes,
+                               str(input_dir() / "submission_format.csv"))
+    except ValueError as error:
+        raise SystemExit(f"r60: the submission does not match {error}") from None
     submission_path = submissions_dir() / "submission.csv"
     write_csv(submission, submission_path)
     write_csv(prediction_frame(train_names, classes, ensemble_oof),
@@ -252,8 +262,9 @@ def main() -> None:
         from a04_report import build_report
         report_path = build_report(summary, ensemble_info, weights_table)
         print(f"report: {report_path}", flush=True)
-    # written last: its stamp marks the whole step as done
     write_json(ensemble_info, reports_dir() / "ensemble.json")
+    # written last: the stamp marks the whole step as done
+    write_stamp(outputs, inputs)
     print(f"submission: {submission_path} ({len(submission)} rows)", flush=True)
     logger.info("r60: ensemble OOF log loss %.5f (nested estimate %.5f) -> %s",
                 mean_log_loss(labels, ensemble_oof), nested_loss, submission_path)

@@ -30,7 +30,7 @@ import pandas as pd
 from a00_common import (PROBABILITY_CLIP, SEED, atomic_path, InputError, load_submission_format,
                         load_train_labels, logger, parse_config, predictions_dir, progress,
                         read_prediction_table, reports_dir, run_main, short_error, tool_path,
-                        up_to_date, video_path)
+                        up_to_date, video_path, write_stamp, file_identity)
 from a01_video_io import VideoError, probe_video, summarize_probe
 
 # --- which videos
@@ -378,9 +378,6 @@ def main() -> None:
     for choice in progress(choices, desc="r70 videos", unit="video"):
         name = choice["filename"]
         target = output_path(name)
-        if up_to_date(target, args.force):
-            up_to_date_count += 1
-            continue
         if choice["split"] == "train":
             probabilities = oof.loc[name, classes].to_numpy(np.float64)
             truth = labels.loc[name].to_numpy(np.float64)
@@ -389,7 +386,14 @@ def main() -> None:
             probabilities, truth, loss = test.loc[name, classes].to_numpy(np.float64), None, None
         try:
             lines = overlay_lines(choice, probabilities, classes, truth, loss)
+            # what the clip shows: the text drawn, the video's content, the settings
+            inputs = {"lines": lines, "video": (file_identity(video_path(name)) or {}).get(
+                "digest"), "settings": args.config}
+            if up_to_date(target, inputs, args.force):
+                up_to_date_count += 1
+                continue
             frames = render_video(video_path(name), target, lines)
+            write_stamp(target, inputs)
         except (VideoError, InputError, OSError, ValueError, RuntimeError) as error:
             skipped.append((name, short_error(error)))
             logger.warning("r70: skipped %s: %s", name, short_error(error))

@@ -2,7 +2,8 @@
 
 Reads   input/ (through the scripts), and each script's `--list_jobs` answer
 Writes  what every rNN script writes, plus logs/<job>.log (one per job) and
-        logs/run_all.csv (job, status, seconds, node, log) of the last run
+        logs/run_all.csv (job, status, outcome: redone / up to date, seconds, node, log,
+        reason) of the last run
 Cost    the sum of the scripts' costs divided by the parallelism; ~1 s per job of overhead
         (a fresh Python process each).
 
@@ -21,8 +22,10 @@ Jobs, in index order (same index = independent):
         TensorFlow's start-up hides behind r10's (FOLLOW; not with --force)
     r21 <model> fold k (needs r11 and the extractors the model reads) → r31 <model>, r40 <model>
     r48 (needs every r31/r40) → r50 <stacker> → r60
-A job whose outputs exist is skipped by its script ("up to date"), so a rerun after a crash
-or a kill resumes where it stopped. A failed job stops the jobs that depend on it, with
+Every job's script decides from stamps whether its work is current: a unit of work is
+skipped ("[up to date]") only when what it was made from is unchanged (rows, input contents,
+settings), so a rerun after a crash, a kill or a change of input/ redoes exactly what
+changed, and the job table's `outcome` column says which jobs redid work. A failed job stops the jobs that depend on it, with
 its log file named; independent jobs still finish; the exit code is 1 if anything failed.
 
 Scale-out. `--workers N` runs N job processes at once (r10 runs N decoder processes; the
@@ -76,6 +79,7 @@ class Job:
     seconds: float = 0.0
     node: str = ""
     reason: str = ""
+    outcome: str = ""              # "redone" (it made something) or "up to date", from its log
 
     @property
     def index(self) -> int:
@@ -395,6 +399,18 @@ def _run_job_on_node(command: list, environment: dict, log_file: str) -> dict:
 
 # ----------------------------------------------------------------------------- driver
 
+def job_outcome(path: Path) -> str:
+    """"redone" when the job's log has a "[redo]" line (a unit of work was made), "up to
+    date" when it has only "[up to date]" ones (a00_common.log_outcome writes both)."""
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return ""
+    if "[redo]" in text:
+        return "redone"
+    return "up to date" if "[up to date]" in text else ""
+
+
 def tail(path: Path, lines: int) -> str:
     try:
         text = path.read_text(errors="replace").strip().splitlines()
@@ -416,7 +432,8 @@ def run(chain: Chain, executor) -> int:
                 job.node = finished[3]
             if code == 0:
                 job.status = "done"
-                logger.info("done    %-40s %7.1f s", key, seconds)
+                job.outcome = job_outcome(log_path(key))
+                logger.info("done    %-40s %7.1f s  %s", key, seconds, job.outcome)
             elif job.reason.startswith("stopped"):
                 job.status = "blocked"
                 logger.error("STOPPED %-40s %s", key, job.reason)
@@ -481,11 +498,16 @@ def run(chain: Chain, executor) -> int:
 
 def summarise(chain: Chain, seconds: float) -> int:
     import pandas as pd
-    rows = [{"job": job.key, "status": job.status, "seconds": round(job.seconds, 2),
-             "node": job.node, "log": str(log_path(job.key)) if not job.expand else "",
+    rows = [{"job": job.key, "status": job.status, "outcome": job.outcome,
+             "seconds": round(job.seconds, 2), "node": job.node,
+             "log": str(log_path(job.key)) if not job.expand else "",
              "reason": job.reason} for job in chain.jobs.values()]
     table = pd.DataFrame(rows)
     write_csv(table, data_dir() / "logs" / "run_all.csv")
+    redone = table[table["outcome"] == "redone"]
+    logger.info("run_all: %d job(s) redid work (%.0f s): %s; %d were up to date",
+                len(redone), redone["seconds"].sum(), ", ".join(redone["job"]) or "none",
+                int((table["outcome"] == "up to date").sum()))
     counts = table["status"].value_counts().to_dict()
     by_stage = table.assign(stage=table["job"].str.split(":").str[0].str.replace(
         "expand", "list")).groupby("stage")["seconds"].sum()
