@@ -38,8 +38,11 @@ decoding and the forward pass overlap and TensorFlow's start-up hides behind r10
 (run_all.py starts its backbone jobs this way). Per-step
 features are stored as float16: the rounding error (relative 2^-11 ≈ 5e-4) is far below
 what separates videos, and it halves the disk and memory of every model that reads them.
-A rerun reuses the rows of the joined output made with the same settings, so new videos
-cost only their own extraction even after the shards are gone.
+Rerun: each row is keyed on the content digest of its input (the video's frames, or its
+audio for audio_logmel) and the settings; a row of the joined output with the same digest is
+copied, so new or changed videos cost only their own extraction, even after the shards
+are gone, and a video whose bytes changed is never served its old features. The output
+is "[up to date]" when every row's key and the settings are unchanged (its stamp).
 """
 from __future__ import annotations
 

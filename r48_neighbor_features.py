@@ -2,7 +2,8 @@
 
 Camera traps fire in bursts: the clips around a video usually show the same animal. For each
 video, its neighbours are the other videos of the same camera (all videos when no camera is
-known) ordered by capture time; the features are the mean level-1 prediction of the ±K
+known) ordered by trusted capture time (r11 leaves a clip without one when its only time is
+the file's modification time; such a clip has no neighbour features); the features are the mean level-1 prediction of the ±K
 nearest neighbours for several K, the previous and next video's prediction, and the time
 gaps to them.
 

@@ -119,12 +119,35 @@ def test_unreadable_cache_is_deleted_so_it_is_recomputed(tmp_path):
     assert not path.exists()
 
 
-def test_up_to_date_needs_every_output_and_no_force(tmp_path):
-    present = tmp_path / "a"
-    present.write_text("x")
-    assert common.up_to_date([present], force=False)
-    assert not common.up_to_date([present], force=True)
-    assert not common.up_to_date([present, tmp_path / "missing"], force=False)
+def test_an_output_is_current_only_for_the_inputs_it_was_made_from(tmp_path):
+    output, second = tmp_path / "a.csv", tmp_path / "b.csv"
+    inputs = {"labels": "d1", "rows": ["x.mp4", "y.mp4"], "settings": {"folds": 5}}
+    output.write_text("made")
+    second.write_text("made")
+    # an output that exists but was never stamped is not proof of anything
+    assert common.outdated_reason([output, second], inputs, force=False) == "no stamp"
+    common.write_stamp([output, second], inputs)
+    assert common.up_to_date([output, second], inputs, force=False)
+    assert common.outdated_reason([output, second], inputs, force=True) == "--force"
+    changed = {**inputs, "labels": "d2", "settings": {"folds": 3}}
+    assert common.outdated_reason([output, second], changed, force=False) == \
+        "changed: labels, settings"
+    second.unlink()
+    assert common.outdated_reason([output, second], inputs, force=False) == "missing b.csv"
+    assert common.read_stamp(output) == common.stamp_of(inputs)
+
+
+def test_file_identity_trusts_size_and_mtime_and_keys_on_content(tmp_path):
+    path = tmp_path / "clip.mp4"
+    path.write_bytes(b"first")
+    first = common.file_identity(path)
+    assert first["digest"] == common.file_digest(path) and first["size"] == 5
+    os.utime(path, ns=(first["mtime_ns"] + 10**9, first["mtime_ns"] + 10**9))
+    touched = common.file_identity(path, first)
+    assert touched["digest"] == first["digest"] and touched["mtime_ns"] != first["mtime_ns"]
+    path.write_bytes(b"other")          # same size, other bytes
+    assert common.file_identity(path, touched)["digest"] != first["digest"]
+    assert common.file_identity(tmp_path / "absent.mp4") is None
 
 
 # ----------------------------------------------------------------------------- input tables

@@ -579,6 +579,40 @@ def test_a_decoder_crash_costs_one_failure_row_not_the_run(preprocessed, tmp_pat
     assert not r10.output_paths("clip2.mp4")["started"].exists()
 
 
+HANGING_WORKER = '''
+import time
+import r10_preprocess_data as r10
+
+
+def hang_on_clip2(filename, force, settings):
+    """r10's worker function, except that decoding clip2.mp4 never returns."""
+    if filename == "clip2.mp4":
+        r10.decode_sampled_frames = lambda *args, **kwargs: time.sleep(3600)
+    return r10.preprocess_safely(filename, force, settings)
+'''
+
+
+def test_a_hung_decoder_is_ended_and_costs_one_failure_row(preprocessed, tmp_path,
+                                                          monkeypatch):
+    r10 = script_module("r10_preprocess_data")
+    (tmp_path / "hanging_worker.py").write_text(HANGING_WORKER)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    hanging_worker = importlib.import_module("hanging_worker")
+    monkeypatch.setattr(r10, "preprocess_safely", hanging_worker.hang_on_clip2)
+    monkeypatch.setenv("TRAPSTACK_DATA", str(preprocessed))
+    tunables = {"FRAMES_PER_VIDEO": 4, "FRAME_SIZE": 20, "TIMEOUT_SECONDS": 1.0}
+    for key, value in tunables.items():  # settings of their own: nothing is cached
+        monkeypatch.setattr(r10, key, value)
+    names = ["clip0.mp4", "clip1.mp4", "clip2.mp4", "clip3.mp4"]
+    records = r10.preprocess_in_workers(names, 2, False, {"tunables": tunables,
+                                                          "data": str(preprocessed)}, "test")
+    assert [record["filename"] for record in records] == names
+    assert records[2]["errors"] == [f"decode: the decoder hung on this file (no result "
+                                    f"within {r10.hang_seconds()} s)"]
+    assert all(record["frames_path"] and not record["errors"]
+               for position, record in enumerate(records) if position != 2)
+
+
 def test_follow_runs_the_backbone_while_r10_decodes(tmp_path, r12, monkeypatch):
     """`r12 --follow` started before r10 waits for its plan and records, and ends with
     what a plain run after r10 gives."""

@@ -20,7 +20,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tiny_chain import CHAIN, PROJECT_ROOT, copy_input, run_all
+from tiny_chain import (PROJECT_ROOT, copy_input, copy_through, run_all, run_script,
+                        stage_arguments)
 
 pytestmark = pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs ffmpeg")
 
@@ -173,11 +174,6 @@ def test_unlisted_videos_are_reported_and_ignored(bad_run):
 
 # ----------------------------------------------------------------------------- bad tables
 
-def run_script(script: str, data: Path, *arguments: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(PROJECT_ROOT / script), "--data", str(data),
-                           *arguments], capture_output=True, text=True, timeout=300)
-
-
 BAD_TABLES = {
     "no filename column": (
         "name,bird,blank\na.mp4,1,0\n", None, r"train_labels\.csv: no 'filename' column"),
@@ -237,19 +233,6 @@ def kill_when(command: list[str], ready, timeout: float = 300) -> None:
     assert process.poll() is None, "the job ended before it could be killed"
     process.send_signal(signal.SIGKILL)
     process.wait()
-
-
-def copy_through(reference: Path, destination: Path, folders: list[str]) -> Path:
-    for folder in ["input", *folders]:
-        shutil.copytree(reference / folder, destination / folder)
-    return destination
-
-
-def stage_arguments(script: str) -> list[str]:
-    """The tiny chain's settings for one script (as run_all passes them)."""
-    passed = [CHAIN[i + 1] for i in range(0, len(CHAIN), 2)]
-    return [part for entry in passed if entry.startswith(script + ":")
-            for part in entry.split(":", 1)[1].split()]
 
 
 def test_r12_killed_mid_run_then_rerun_equals_a_clean_run(reference, tmp_path):

@@ -30,3 +30,21 @@ def copy_input(source: Path, destination: Path) -> Path:
     shutil.copytree(source / "input", destination / "input")
     shutil.copytree(source / "demo_truth", destination / "demo_truth")
     return destination
+
+
+def run_script(script: str, data: Path, *arguments: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(PROJECT_ROOT / script), "--data", str(data),
+                           *arguments], capture_output=True, text=True, timeout=300)
+
+
+def copy_through(reference: Path, destination: Path, folders: list[str]) -> Path:
+    for folder in ["input", *folders]:
+        shutil.copytree(reference / folder, destination / folder)
+    return destination
+
+
+def stage_arguments(script: str) -> list[str]:
+    """The tiny chain's settings for one script (as run_all passes them)."""
+    passed = [CHAIN[i + 1] for i in range(0, len(CHAIN), 2)]
+    return [part for entry in passed if entry.startswith(script + ":")
+            for part in entry.split(":", 1)[1].split()]
