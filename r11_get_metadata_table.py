@@ -45,8 +45,6 @@ SEQUENCE_GAP_MINUTES = 10.0    # same camera, closer in time than this → same 
 # default it is not a capture time (no neighbour or hour-of-day feature uses it)
 TRUST_FILE_MTIME = False
 
-TRUSTED_TIME_SOURCES = ("video_metadata", "creation_time_tag", "file_mtime")
-
 
 def read_video_metadata(filenames: pd.Series) -> pd.DataFrame:
     """The optional user table: capture_time, camera (or site) and sequence per video."""
@@ -169,11 +167,14 @@ def assign_sequences(table: pd.DataFrame) -> np.ndarray:
     """Visit ids of the rows of `table`: the user's `sequence` where given, else the same
     camera within SEQUENCE_GAP_MINUTES of capture time (trusted times only), else the video
     alone."""
-    given = table["user_sequence"].fillna("").astype(str).reset_index(drop=True)
+    given = (table["user_sequence"] if "user_sequence" in table.columns
+             else pd.Series("", index=table.index)).fillna("").astype(str).reset_index(drop=True)
     frame = table.reset_index(drop=True)
     sequences = np.where(given.ne(""), "seq:" + given,
                          "video:" + frame["filename"].astype(str)).astype(object)
-    known = given.eq("") & frame["capture_time_source"].isin(TRUSTED_TIME_SOURCES) & \
+    trusted = ["video_metadata", "creation_time_tag"] + (["file_mtime"] if TRUST_FILE_MTIME
+                                                         else [])
+    known = given.eq("") & frame["capture_time_source"].isin(trusted) & \
         frame["camera"].ne("") & frame["capture_time"].notna()
     if not known.any():
         return sequences

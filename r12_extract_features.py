@@ -59,10 +59,11 @@ import numpy as np
 import pandas as pd
 
 from a00_common import (array_digest, atomic_path, cache_dir, config_hash, data_dir,
-                        digest_text, features_dir, file_identity, log_outcome, logger,
-                        outdated_reason, parse_config, parse_part, print_jobs, progress,
-                        read_array, read_arrays, read_json, run_main, short_error, video_path,
-                        write_arrays, write_csv, write_json, write_stage_failures, write_stamp)
+                        digest_text, features_dir, file_identity, load_video_table,
+                        log_outcome, logger, outdated_reason, parse_config, parse_part,
+                        print_jobs, progress, read_array, read_arrays, read_json, run_main,
+                        short_error, video_path, write_arrays, write_csv, write_json,
+                        write_stage_failures, write_stamp)
 
 EXTRACTORS = ("hashes", "audio_logmel", "effnet_lite0")   # what a plain run extracts
 SHARD_SIZE = 64                # videos per resumable work unit
@@ -283,20 +284,29 @@ def wait_for_current_record(record_path: str, stopping: threading.Event) -> dict
 
 
 def read_plan(timeout: float) -> pd.DataFrame:
-    """--follow: the videos r10 announced, as an index; r10's own index once it is done."""
+    """--follow: the videos r10 announced, as an index; r10's own index once it is done.
+
+    A plan is taken only when it lists the videos of the input tables as they are now
+    (one left by an earlier run for other videos is waited out until r10 rewrites it), and
+    r10's index only when it is newer than the plan. run_all removes the plan before it
+    starts r10 and its followers, so a follower never reads the previous run's plan.
+    """
     index_path = cache_dir() / "preprocess_index.csv"
     plan_path = cache_dir() / "preprocess_plan.csv"
+    names = load_video_table()[0]["filename"].tolist()
     deadline = time.monotonic() + timeout
-    while not plan_path.exists():
-        if index_path.exists():
-            return pd.read_csv(index_path, dtype=str, keep_default_na=False)
+    while True:
+        if plan_path.exists():
+            plan = pd.read_csv(plan_path, dtype=str, keep_default_na=False)
+            if plan["filename"].tolist() == names:
+                if index_path.exists() and \
+                        index_path.stat().st_mtime >= plan_path.stat().st_mtime:
+                    return pd.read_csv(index_path, dtype=str, keep_default_na=False)
+                return plan
         if time.monotonic() > deadline:
-            raise SetupError(f"--follow: {plan_path} did not appear within {timeout:.0f} s; "
-                             f"start r10_preprocess_data.py first")
+            raise SetupError(f"--follow: no plan of the current videos at {plan_path} within "
+                             f"{timeout:.0f} s; start r10_preprocess_data.py first")
         time.sleep(0.2)
-    if index_path.exists() and index_path.stat().st_mtime >= plan_path.stat().st_mtime:
-        return pd.read_csv(index_path, dtype=str, keep_default_na=False)
-    return pd.read_csv(plan_path, dtype=str, keep_default_na=False)
 
 
 # ----------------------------------------------------------------------------- reuse
@@ -777,14 +787,15 @@ def run_extractor(extractor: str, index: pd.DataFrame, workers: int, force: bool
     outputs = output_paths(extractor)
     index = with_input_digests(extractor, index)
     known_inputs = "input_digest" in index.columns
-    if known_inputs and parts == 1:
+    if known_inputs:  # a part job too: nothing to do when the joined output is current
         reason = outdated_reason(outputs, stage_inputs(hash_text, index), force)
         # shards rewritten by `--part ... --force` jobs after the join must be joined again
         joined_at = outputs[0].stat().st_mtime if outputs[0].exists() else 0
         if reason is None and any(p.stat().st_mtime > joined_at
                                   for p in (folder / hash_text).glob("shard_*.npz")):
             reason = "shards newer than the joined output"
-        log_outcome(f"r12 {extractor}", reason)
+        log_outcome(f"r12 {extractor}" + (f" part {part}/{parts}" if parts > 1 else ""),
+                    reason)
         if reason is None:
             return
     frames_per_video = int(index["frames_per_video"].iloc[0]) \

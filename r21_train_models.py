@@ -112,8 +112,8 @@ def job_config(spec, settings: dict, labels_table, classes: list[str], folds) ->
               "train_inputs": input_digest(spec, names),
               "labels": digest_text([names, labels_table[classes].to_numpy().tolist(),
                                      classes]),
-              "folds": digest_text(folds[["filename", "fold", "sequence"]].astype(str)
-                                   .to_numpy().tolist())}
+              "folds": digest_text([folds.columns.tolist(),
+                                    folds.astype(str).to_numpy().tolist()])}
     if spec.kind == "keras" and settings["pseudo_label_epochs"] > 0:
         test_names = load_submission_format(classes)["filename"].tolist()
         config["test_inputs"] = input_digest(spec, test_names) if test_names else ""

@@ -574,6 +574,9 @@ def main() -> None:
     parts = PARTS or parallel
     chain = Chain(args)
     chain.build(parts)
+    if chain.following:
+        # a follower must never take the previous run's plan for this run's
+        (data_dir() / "cache" / "preprocess_plan.csv").unlink(missing_ok=True)
     logger.info("run_all: data %s, %s, %d part(s) per sharded stage", data_dir(),
                 f"Ray ({args.ray})" if args.ray else f"{args.workers} worker(s)"
                 + (f", GPUs {','.join(gpus)}" if gpus else ""), parts)

@@ -411,8 +411,9 @@ def preprocessed(tmp_path_factory):
 def test_r10_writes_frames_and_a_failure_row(preprocessed):
     index = pd.read_csv(preprocessed / "cache" / "preprocess_index.csv", dtype=str,
                         keep_default_na=False)
-    assert index.columns.tolist() == ["filename", "split", "frames_path", "frames_decoded",
-                                      "audio_path", "errors", "frames_config"]
+    assert index.columns.tolist() == ["filename", "split", "source_digest", "frames_path",
+                                      "frames_digest", "frames_decoded", "audio_path",
+                                      "audio_digest", "errors", "partial", "frames_config"]
     broken = index.set_index("filename").loc["broken.mp4"]
     assert broken["frames_path"] == "" and broken["errors"]
     failures = pd.read_csv(preprocessed / "cache" / "failures.csv")
@@ -435,7 +436,8 @@ def test_r12_gives_an_undecodable_video_zeros_and_missing(preprocessed, r12, mon
         r12.run_extractor(extractor, index, workers=1, force=True)
         folder = preprocessed / "features" / extractor
         table = pd.read_csv(folder / "index.csv")
-        assert table.columns.tolist() == ["filename", "split", "row", "missing"]
+        assert table.columns.tolist() == ["filename", "split", "row", "missing",
+                                          "input_digest", "digest"]
         assert table.set_index("filename")["missing"].to_dict() == {
             "clip0.mp4": 0, "broken.mp4": 1, "clip1.mp4": 0, "clip2.mp4": 0, "clip3.mp4": 0}
         rows = table.set_index("filename")["row"]

@@ -63,7 +63,7 @@ def test_visits_are_same_camera_clips_closer_than_the_gap():
         "capture_time_source": ["video_metadata"] * 4 + ["file_mtime"],
         "camera": ["north", "north", "north", "south", "south"],
     })
-    sequences = r11.assign_sequences(table, pd.DataFrame({"filename": table["filename"]}))
+    sequences = r11.assign_sequences(table)
     assert sequences[0] == sequences[1]           # 2 minutes apart, same camera
     assert sequences[2] != sequences[1]           # an hour later: a new visit
     assert sequences[3] != sequences[0]           # another camera

@@ -85,7 +85,8 @@ def write_tiny_data(folder: Path) -> Path:
         folder / "metadata" / "folds.csv", index=False)
     metadata = pd.DataFrame({"filename": names, "width": 64, "height": 48, "fps": 10.0,
                              "duration": random.uniform(3, 6, count), "has_audio": True,
-                             "capture_time": "2016-06-01T12:00:00", "camera": "a"})
+                             "capture_time": "2016-06-01T12:00:00", "camera": "a",
+                             "camera_code": 1.0})
     metadata.to_csv(folder / "metadata" / "metadata.csv", index=False)
 
     missing = np.zeros(count, bool)
