@@ -543,47 +543,17 @@ def test_offline_keras_backbone_fails_in_one_line(preprocessed, tmp_path):
 
 # ----------------------------------------------------------------------------- isolation
 
-CRASHING_WORKER = '''
+FAILING_WORKER = '''
 import os
+import time
 import r10_preprocess_data as r10
 
 
-def crash_on_broken(filename, force, settings):
+def crash_on_clip2(filename, force, settings):
     """r10's worker function, except that decoding clip2.mp4 kills the process."""
     if filename == "clip2.mp4":
         r10.decode_sampled_frames = lambda *args, **kwargs: os._exit(3)
     return r10.preprocess_safely(filename, force, settings)
-'''
-
-
-def test_a_decoder_crash_costs_one_failure_row_not_the_run(preprocessed, tmp_path,
-                                                           monkeypatch):
-    r10 = script_module("r10_preprocess_data")
-    (tmp_path / "crashing_worker.py").write_text(CRASHING_WORKER)
-    monkeypatch.syspath_prepend(str(tmp_path))
-    crashing_worker = importlib.import_module("crashing_worker")
-    monkeypatch.setattr(r10, "preprocess_safely", crashing_worker.crash_on_broken)
-    monkeypatch.setenv("TRAPSTACK_DATA", str(preprocessed))
-    monkeypatch.setattr(r10, "FRAME_SIZE", 24)  # settings of their own: nothing is cached
-    names = ["clip0.mp4", "broken.mp4", "clip1.mp4", "clip2.mp4", "clip3.mp4"]
-    settings = {"tunables": {"FRAMES_PER_VIDEO": 4, "FRAME_SIZE": 24},
-                "data": str(preprocessed)}
-    monkeypatch.setattr(r10, "FRAMES_PER_VIDEO", 4)
-    records = r10.preprocess_in_workers(names, 2, False, settings, "test")
-    assert [record["filename"] for record in records] == names
-    crashed, broken = records[3], records[1]
-    assert crashed["errors"] == ["decode: the decoder crashed on this file "
-                                 "(its worker process died)"]
-    assert not crashed["frames_path"]
-    assert broken["errors"][0].startswith("probe: ") and not broken["frames_path"]
-    assert all(record["frames_path"] and not record["errors"]
-               for position, record in enumerate(records) if position not in (1, 3))
-    assert not r10.output_paths("clip2.mp4")["started"].exists()
-
-
-HANGING_WORKER = '''
-import time
-import r10_preprocess_data as r10
 
 
 def hang_on_clip2(filename, force, settings):
@@ -594,21 +564,46 @@ def hang_on_clip2(filename, force, settings):
 '''
 
 
-def test_a_hung_decoder_is_ended_and_costs_one_failure_row(preprocessed, tmp_path,
-                                                          monkeypatch):
+def preprocess_with_failing_worker(worker: str, names: list[str], tunables: dict,
+                                   preprocessed: Path, tmp_path: Path, monkeypatch):
+    """r10's records of `names`, its workers running `worker` of FAILING_WORKER, with
+    settings of their own (nothing cached is reused)."""
     r10 = script_module("r10_preprocess_data")
-    (tmp_path / "hanging_worker.py").write_text(HANGING_WORKER)
+    (tmp_path / "failing_worker.py").write_text(FAILING_WORKER)
     monkeypatch.syspath_prepend(str(tmp_path))
-    hanging_worker = importlib.import_module("hanging_worker")
-    monkeypatch.setattr(r10, "preprocess_safely", hanging_worker.hang_on_clip2)
+    failing_worker = importlib.import_module("failing_worker")
+    monkeypatch.setattr(r10, "preprocess_safely", getattr(failing_worker, worker))
     monkeypatch.setenv("TRAPSTACK_DATA", str(preprocessed))
-    tunables = {"FRAMES_PER_VIDEO": 4, "FRAME_SIZE": 20, "TIMEOUT_SECONDS": 1.0}
-    for key, value in tunables.items():  # settings of their own: nothing is cached
+    for key, value in tunables.items():
         monkeypatch.setattr(r10, key, value)
-    names = ["clip0.mp4", "clip1.mp4", "clip2.mp4", "clip3.mp4"]
     records = r10.preprocess_in_workers(names, 2, False, {"tunables": tunables,
                                                           "data": str(preprocessed)}, "test")
     assert [record["filename"] for record in records] == names
+    return r10, records
+
+
+def test_a_decoder_crash_costs_one_failure_row_not_the_run(preprocessed, tmp_path,
+                                                           monkeypatch):
+    names = ["clip0.mp4", "broken.mp4", "clip1.mp4", "clip2.mp4", "clip3.mp4"]
+    r10, records = preprocess_with_failing_worker(
+        "crash_on_clip2", names, {"FRAMES_PER_VIDEO": 4, "FRAME_SIZE": 24}, preprocessed,
+        tmp_path, monkeypatch)
+    crashed, broken = records[3], records[1]
+    assert crashed["errors"] == ["decode: the decoder crashed on this file "
+                                 "(its worker process died)"]
+    assert not crashed["frames_path"]
+    assert broken["errors"][0].startswith("probe: ") and not broken["frames_path"]
+    assert all(record["frames_path"] and not record["errors"]
+               for position, record in enumerate(records) if position not in (1, 3))
+    assert not r10.output_paths("clip2.mp4")["started"].exists()
+
+
+def test_a_hung_decoder_is_ended_and_costs_one_failure_row(preprocessed, tmp_path,
+                                                          monkeypatch):
+    names = ["clip0.mp4", "clip1.mp4", "clip2.mp4", "clip3.mp4"]
+    r10, records = preprocess_with_failing_worker(
+        "hang_on_clip2", names, {"FRAMES_PER_VIDEO": 4, "FRAME_SIZE": 20,
+                                 "TIMEOUT_SECONDS": 1.0}, preprocessed, tmp_path, monkeypatch)
     assert records[2]["errors"] == [f"decode: the decoder hung on this file (no result "
                                     f"within {r10.hang_seconds()} s)"]
     assert all(record["frames_path"] and not record["errors"]
