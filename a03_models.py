@@ -37,14 +37,22 @@ LOGMEL_FLOOR_DB = -100.0
 PREDICT_CHUNK = 8192               # videos whose test-time views are in memory at once
 
 
+def read_feature_index(extractor: str) -> pd.DataFrame:
+    """r12's index.csv of an extractor (text columns), or a message saying what to run."""
+    index_path = features_dir(extractor) / "index.csv"
+    if not index_path.exists():
+        raise FileNotFoundError(f"{index_path} is missing: run r12_extract_features.py "
+                                f"--extractor {extractor} first")
+    return pd.read_csv(index_path, dtype=str, keep_default_na=False)
+
+
 def load_feature_set(extractor: str, filenames) -> dict:
     """Per-step features, per-video statistics and the missing flag of `filenames`, in order."""
     folder = features_dir(extractor)
     index_path = folder / "index.csv"
-    if not index_path.exists():
-        raise FileNotFoundError(f"{index_path} is missing: run r12_extract_features.py "
-                                f"--extractor {extractor} first")
-    index = pd.read_csv(index_path, dtype={"filename": str}, keep_default_na=False)
+    index = read_feature_index(extractor)
+    index["row"] = index["row"].astype(int)
+    index["missing"] = index["missing"].astype(int)
     rows = pd.Series(index["row"].to_numpy(), index=index["filename"])
     absent = [name for name in filenames if name not in rows.index]
     if absent:
@@ -199,14 +207,9 @@ def rows_digest(table: pd.DataFrame, filenames, columns: list[str], where: str) 
 def feature_rows_digest(extractor: str, filenames) -> str:
     """The extractor's settings and the content digests of these videos' feature rows."""
     folder = features_dir(extractor)
-    index_path = folder / "index.csv"
-    if not index_path.exists():
-        raise FileNotFoundError(f"{index_path} is missing: run r12_extract_features.py "
-                                f"--extractor {extractor} first")
-    index = pd.read_csv(index_path, dtype=str, keep_default_na=False)
     config = (read_json(folder / "config.json") or {}).get("hash", "")
-    return digest_text([config, rows_digest(index, filenames, ["digest", "missing"],
-                                            str(index_path))])
+    return digest_text([config, rows_digest(read_feature_index(extractor), filenames,
+                                            ["digest", "missing"], str(folder / "index.csv"))])
 
 
 def tabular_digest(filenames) -> str:
