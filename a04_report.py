@@ -796,6 +796,15 @@ def data_set_section(inputs: ReportInputs) -> str:
         if len(times):
             facts.append(("capture times", f"{times.min():%Y-%m-%d} to {times.max():%Y-%m-%d} "
                                            f"({len(times)} known)"))
+    if "capture_time_source" in metadata.columns:
+        # which clock each clip's time came from: a file's modification time is a capture
+        # time only when the user said so (r11 --trust_file_mtime true)
+        sources = metadata["capture_time_source"].fillna("none").astype(str) \
+            .replace("", "none").value_counts()
+        text = ", ".join(f"{name} {count}" for name, count in sources.items())
+        if "file_mtime" not in sources.index:
+            text += " (file modification times not used)"
+        facts.append(("capture time sources", text))
     source = _relative(metadata_dir() / "metadata.csv")
     return _key_value_table(facts) + f'<p class="note">From {_text(source)}.</p>'
 

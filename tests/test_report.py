@@ -106,7 +106,9 @@ def make_full_run(root: Path) -> tuple[pd.DataFrame, dict, pd.DataFrame, pd.Data
     write_table(pd.DataFrame({"filename": labels["filename"], "split": "train",
                               "width": 320, "height": 240, "fps": 15.0, "duration": 5.0,
                               "has_audio": True, "readable": True,
-                              "capture_time": "2016-06-01 10:00:00+00:00"}),
+                              "capture_time": "2016-06-01 10:00:00+00:00",
+                              "capture_time_source": ["video_metadata"] * (ROWS - 3)
+                              + ["none"] * 3}),
                 root / "metadata" / "metadata.csv")
     weights = pd.DataFrame([[0.7, 0.3]] * len(CLASSES), index=CLASSES, columns=["stack", "alpha"])
     weights.loc["blank"] = [1.0, 0.0]
@@ -173,6 +175,7 @@ def test_report_numbers_follow_the_inputs(tmp_path, monkeypatch):
     predicted_blank = ensemble["blank"].to_numpy() >= 0.5
     assert f'<td class="hit">{int(np.sum(true_blank & predicted_blank))}</td>' in page
     assert f'<td class="miss">{int(np.sum(true_blank & ~predicted_blank))}</td>' in page
+    assert f"video_metadata {ROWS - 3}, none 3 (file modification times not used)" in page
     assert "broken_clip.mp4" in page and "moov atom not found" in page
     assert "silent: every importance is zero" in page
     assert "[0.0001, 1 − 0.0001]" in page                            # chosen clipping
