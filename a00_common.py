@@ -442,6 +442,11 @@ def outdated_reason(outputs, inputs: dict, force: bool) -> str | None:
     absent = [Path(p).name for p in outputs if not Path(p).exists()]
     if absent:
         return f"missing {', '.join(absent)}"
+    sizes = recorded.get("sizes") or {}
+    resized = [Path(p).name for p in outputs
+               if Path(p).name in sizes and Path(p).stat().st_size != sizes[Path(p).name]]
+    if resized:  # truncated or overwritten since it was stamped
+        return f"{', '.join(resized)} changed since it was made"
     if recorded.get("stamp") == digest_text(inputs):
         return None
     before = recorded.get("inputs") or {}
@@ -460,7 +465,9 @@ def write_stamp(outputs, inputs: dict) -> str:
     (a killed run then leaves no stamp, and the stage is redone)."""
     outputs = [outputs] if isinstance(outputs, (str, Path)) else list(outputs)
     stamp = digest_text(inputs)
-    write_json({"stamp": stamp, "inputs": inputs}, stamp_path(outputs[0]))
+    # the outputs' sizes: a truncated or overwritten output is not current (a stat, no read)
+    sizes = {Path(p).name: Path(p).stat().st_size for p in outputs}
+    write_json({"stamp": stamp, "inputs": inputs, "sizes": sizes}, stamp_path(outputs[0]))
     return stamp
 
 

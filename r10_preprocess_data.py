@@ -286,12 +286,20 @@ def preprocess_alone(filename: str, force: bool, settings: dict) -> dict:
         try:
             return pool.submit(preprocess_safely, filename, force, settings).result()
         except BrokenProcessPool:
-            output_paths(filename)["started"].unlink(missing_ok=True)
+            paths = output_paths(filename)
+            paths["started"].unlink(missing_ok=True)
             if time.monotonic() - started >= hang_seconds():
-                return failed_record(filename, f"decode: the decoder hung on this file (no "
-                                               f"result within {hang_seconds()} s)")
-            return failed_record(filename, "decode: the decoder crashed on this file "
-                                           "(its worker process died)")
+                error = f"decode: the decoder hung on this file (no result within " \
+                        f"{hang_seconds()} s)"
+            else:
+                error = "decode: the decoder crashed on this file (its worker process died)"
+            # kept like any other record: the same bytes are not tried again on every rerun
+            # (other bytes, other settings or --force try again)
+            record = failed_record(filename, error)
+            if not paths["probe"].exists():
+                write_json({"error": error}, paths["probe"])
+            write_json(record, paths["record"])
+            return record
 
 
 def write_plan(videos: pd.DataFrame) -> None:

@@ -132,6 +132,9 @@ def test_an_output_is_current_only_for_the_inputs_it_was_made_from(tmp_path):
     changed = {**inputs, "labels": "d2", "settings": {"folds": 3}}
     assert common.outdated_reason([output, second], changed, force=False) == \
         "changed: labels, settings"
+    second.write_text("made, then cut off")
+    assert common.outdated_reason([output, second], inputs, force=False) == \
+        "b.csv changed since it was made"
     second.unlink()
     assert common.outdated_reason([output, second], inputs, force=False) == "missing b.csv"
     assert common.read_stamp(output) == common.stamp_of(inputs)

@@ -13,6 +13,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -608,6 +609,10 @@ def test_a_hung_decoder_is_ended_and_costs_one_failure_row(preprocessed, tmp_pat
                                     f"within {r10.hang_seconds()} s)"]
     assert all(record["frames_path"] and not record["errors"]
                for position, record in enumerate(records) if position != 2)
+    # the same bytes are not tried again: a rerun takes the recorded failure at once
+    started = time.monotonic()
+    again = r10.preprocess_in_workers(names, 2, False, {"tunables": {}, "data": ""}, "test")
+    assert again == records and time.monotonic() - started < r10.hang_seconds()
 
 
 def test_follow_runs_the_backbone_while_r10_decodes(tmp_path, r12, monkeypatch):
