@@ -285,14 +285,13 @@ MODELS: dict[str, ModelSpec] = {
         description="bidirectional GRU over per-frame phash+dhash bits"),
     "audio_cnn": ModelSpec(
         "audio_cnn", "keras", ("steps:audio_logmel",), "conv2d",
-        # demo OOF: rate 1e-3 0.1243, 2e-3 0.1191; 8 filters instead of 16: 0.1205 in half
-        # the time (16 took 144 s of the default zoo's ~400 s on 2 cores)
+        # a higher rate, and half the filters at half the time (setting_experiments.csv:
+        # audio_cnn_settings)
         settings=(("learning_rate", 2e-3), ("conv_filters", 8)),
         description="2-D CNN on the log-mel spectrogram; no audio = a flag, embedding masked"),
     "cnn3d_micro": ModelSpec(
         "cnn3d_micro", "keras", ("frames",), "cnn3d",
-        # demo folds 0-1, validation log loss: rate 2e-3 0.1344, 4e-3 0.1350; batch 16
-        # 0.1344, 8 0.1353; 16 frames 0.1339 at twice the time; 96 px 0.1358
+        # chosen on demo folds 0-1 (setting_experiments.csv: cnn3d_settings)
         settings=(("learning_rate", 2e-3), ("batch_size", 16)),
         description="3-D CNN from scratch on 8 x 64 x 64 clips of r10's frames"),
 }
@@ -331,8 +330,8 @@ LIGHTGBM_DEFAULTS = {
     "subsample": 0.8, "subsample_freq": 1, "colsample_bytree": 0.5, "reg_lambda": 1.0,
     "early_stopping_rounds": 30, "class_weighting": "sqrt_inverse_frequency",
     # 0 = one thread below LIGHTGBM_THREADED_ROWS training rows, where LightGBM's threading
-    # costs more than it saves (demo: 12 s with 2 threads against 1.8 s with 1 per fold),
-    # else a00's default_threads() (run_all gives each parallel job its share of the cores)
+    # costs more than it saves (setting_experiments.csv: lightgbm_threads), else a00's
+    # default_threads() (run_all gives each parallel job its share of the cores)
     "n_jobs": 0,
 }
 LIGHTGBM_THREADED_ROWS = 10_000
@@ -509,9 +508,8 @@ def build_keras_model(spec: ModelSpec, input_shapes: dict, n_classes: int, prior
     x = layers.Dropout(settings["dropout"], name="head_dropout")(x)
     x = layers.Dense(settings["hidden_units"], activation="gelu", name="hidden")(x)
     # the conv heads' unnormalised embeddings made the first epochs' outputs far from the
-    # prior (train loss 0.41 against 0.14); a zero output kernel starts them exactly at the
-    # prior. Demo OOF: audio_cnn 0.1353 -> 0.1329, cnn3d_micro 0.1322 -> 0.1298; the
-    # sequence heads (layer-normed) do not need it: gru_effnet_lite0 got worse, 0.0834 -> 0.0892
+    # prior; a zero output kernel starts them exactly at the prior. The layer-normed sequence
+    # heads do not need it (bench/results/setting_experiments.csv: zero_output_kernel)
     starts_at_prior = spec.head in ("conv2d", "cnn3d")
     outputs = layers.Dense(n_classes, activation="sigmoid", name="probabilities",
                            kernel_initializer="zeros" if starts_at_prior else "glorot_uniform",

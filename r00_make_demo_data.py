@@ -1493,7 +1493,8 @@ def main() -> None:
         pool = concurrent.futures.ProcessPoolExecutor(args.workers)
     else:
         # One process, two clips in flight: drawing one overlaps ffmpeg starting up and
-        # flushing the other (numpy, OpenCV and pipe writes release the GIL). ~1.6x faster.
+        # flushing the other (numpy, OpenCV and pipe writes release the GIL); see
+        # bench/results/setting_experiments.csv: demo_writer_threads
         pool = concurrent.futures.ThreadPoolExecutor(2)
     with pool:
         # x264 on one thread: the clips in flight already fill the cores, and one thread

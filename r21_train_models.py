@@ -57,9 +57,8 @@ HIDDEN_UNITS = 128
 DROPOUT = 0.3
 CONV_FILTERS = 16              # first conv layer's filters (audio CNN, 3D CNN); doubles per block
 # class imbalance: the output bias starts at the class prior's logit; weighting positive
-# cells by sqrt(negatives/positives) on top of that raised the demo OOF log loss of the nets
-# (attention 0.0857 -> 0.0929, gru 0.0834 -> 0.0941) but lowered LightGBM's in 3 of 3 seeds
-# (0.1084 -> 0.1056, 0.1087 -> 0.1072, 0.1084 -> 0.1074): rare classes get splits at all
+# cells on top of that hurt the nets on the demo but helped LightGBM, where rare classes get
+# splits at all (bench/results/setting_experiments.csv: class_weighting)
 CLASS_WEIGHTING = "none"       # Keras models: none or sqrt_inverse_frequency
 # --- pseudo-labels (Keras models): 0 epochs = off
 PSEUDO_LABEL_EPOCHS = 0        # extra epochs on train + confident test videos (soft targets)

@@ -24,9 +24,8 @@ from a00_common import (digest_text, level1_dir, load_folds, load_submission_for
                         parse_config, prediction_frame, read_json, run_main, write_csv,
                         write_json, write_stamp)
 
-# demo OOF with 1 / 2 / 4 temporal views: gru_effnet_lite0 0.0828 / 0.0827 / 0.0834,
-# attention 0.0846 / 0.0846 / 0.0857, tcn 0.0911 / 0.0912 / 0.0919: the reversal is free,
-# the stretched windows (views 3+) cost; mirrored clips: cnn3d_micro 0.13125 -> 0.13129
+# two views: the reversal is free, the stretched windows (views 3+) cost on the demo
+# (bench/results/setting_experiments.csv: tta_views, tta_flip)
 TIME_AUGMENTATION = 2          # temporal views averaged per prediction (1 = none); as in r31
 FLIP_AUGMENTATION = True       # also average left-right mirrored clips (3D CNN); as in r31
 
