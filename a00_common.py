@@ -261,6 +261,17 @@ def probe_cache_path(filename: str) -> Path:
     return cache_dir() / "probe" / f"{safe_cache_name(filename)}.json"
 
 
+def preprocess_plan_path() -> Path:
+    """r10's plan (written first on every run: the videos and their record paths), which
+    `r12 --follow` works from while r10 runs."""
+    return cache_dir() / "preprocess_plan.csv"
+
+
+def preprocess_done_path() -> Path:
+    """Written by r10 when a run has recorded every video (removed when a run starts)."""
+    return cache_dir() / "preprocess_plan.done"
+
+
 def video_path(filename: str) -> Path:
     """Path of a listed video; names that would leave videos/ are an input error."""
     base = videos_dir()

@@ -2,11 +2,14 @@
 
 Reads   input/train_labels.csv, input/submission_format.csv, input/videos/*
 Writes  cache/probe/<video>.json            probe (ffprobe's JSON layout) + summary, or the error
-        cache/frames/<hash>/<video>.npy     uint8 (FRAMES_PER_VIDEO, FRAME_SIZE, FRAME_SIZE, 3)
-        cache/audio/<hash>/<video>.wav      mono 16-bit wav (videos with an audio stream)
-        cache/preprocess_index.csv          one row per video: paths, frames decoded, status
-        cache/preprocess_plan.csv           written first: each video's record path, so
-                                            that r12 --follow can start at the same time
+        cache/frames/<hash>/<video>-<digest>.npy   uint8 (FRAMES_PER_VIDEO, FRAME_SIZE,
+                                            FRAME_SIZE, 3); <digest>: the video's content
+        cache/audio/<hash>/<video>-<digest>.wav    mono 16-bit wav (videos with audio)
+        cache/preprocess_index.csv          one row per video: paths, content digests,
+                                            frames decoded, errors, partial
+        cache/preprocess_plan.csv           written first on every run: each video's record
+                                            path, so that r12 --follow can start alongside;
+        cache/preprocess_plan.done          written last: every video is recorded
         cache/failures/r10.csv → cache/failures.csv   (filename, stage, error)
 Cost    per 5 s demo clip and core: frames ~20 ms, probe + audio ~15 ms, all in-process (no
         ffmpeg/ffprobe process per video).
@@ -48,9 +51,10 @@ import pandas as pd
 
 from a00_common import (array_digest, cache_dir, config_hash, data_dir, file_digest,
                         file_identity, load_video_table, log_outcome, logger, parse_config,
-                        parse_part, probe_cache_path, progress, read_json, run_main,
-                        safe_cache_name, short_error, video_path, write_array, write_csv,
-                        write_json, write_stage_failures)
+                        parse_part, preprocess_done_path, preprocess_plan_path,
+                        probe_cache_path, progress, read_json, run_main, safe_cache_name,
+                        short_error, video_path, write_array, write_csv, write_json,
+                        write_stage_failures)
 from a01_video_io import VideoError, decode_sampled_frames, extract_audio, probe_video, \
     summarize_probe
 
@@ -326,8 +330,10 @@ def write_plan(videos: pd.DataFrame) -> None:
     plan["frames_config"] = config_hash(frames_config())
     plan["frames_per_video"] = FRAMES_PER_VIDEO
     # written on every run, even unchanged: its time marks this run's start for a follower
-    # (r12 --follow takes r10's index only when it is newer than the plan)
-    write_csv(plan, cache_dir() / "preprocess_plan.csv")
+    # (r12 --follow takes r10's index only when it is newer than the plan), and the "done"
+    # marker of the previous run goes
+    preprocess_done_path().unlink(missing_ok=True)
+    write_csv(plan, preprocess_plan_path())
 
 
 def main() -> None:
@@ -373,9 +379,11 @@ def main() -> None:
         stage_failures = cache_dir() / "failures" / "r10.csv"
         if previous.equals(index.astype(str)) and stage_failures.exists():
             logger.info("r10: up to date (%d videos)", len(index))
+            preprocess_done_path().touch()
             return
     write_csv(index, index_path)
     write_stage_failures("r10", failures)
+    preprocess_done_path().touch()  # a follower need wait for no record any more
     logger.info("r10: %d videos, %d with frames, %d with audio, %d failure(s) -> %s",
                 len(index), (index["frames_path"] != "").sum(),
                 (index["audio_path"] != "").sum(), len(failures), index_path)

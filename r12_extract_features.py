@@ -61,6 +61,7 @@ import pandas as pd
 from a00_common import (array_digest, atomic_path, cache_dir, config_hash, data_dir,
                         digest_text, features_dir, file_identity, load_video_table,
                         log_outcome, logger, outdated_reason, parse_config, parse_part,
+                        preprocess_done_path, preprocess_plan_path,
                         print_jobs, progress, read_array, read_arrays, read_json, run_main,
                         short_error, stamp_path, video_path, write_arrays, write_csv,
                         write_json, write_stage_failures, write_stamp)
@@ -275,15 +276,15 @@ def wait_for_current_record(record_path: str, stopping: threading.Event) -> dict
     or until r10 has finished this run ({} when it left no record). None once nobody needs
     it any more."""
     path = cache_dir() / record_path
-    plan_time = (cache_dir() / "preprocess_plan.csv").stat().st_mtime
-    index_path = cache_dir() / "preprocess_index.csv"
+    plan_time = preprocess_plan_path().stat().st_mtime
+    done_path = preprocess_done_path()
     deadline = time.monotonic() + FOLLOW_TIMEOUT_SECONDS
     video_identity: dict = {}
     while True:
         record = read_json(path) if path.exists() else None
         if record is not None and record_is_current(record, path, video_identity, plan_time):
             return record
-        if index_path.exists() and index_path.stat().st_mtime >= plan_time:
+        if done_path.exists() and done_path.stat().st_mtime >= plan_time:
             return read_json(path) or {}  # r10 is done: its records are this run's
         if stopping.is_set():
             return None
@@ -303,7 +304,7 @@ def read_plan(timeout: float) -> pd.DataFrame:
     starts r10 and its followers, so a follower never reads the previous run's plan.
     """
     index_path = cache_dir() / "preprocess_index.csv"
-    plan_path = cache_dir() / "preprocess_plan.csv"
+    plan_path = preprocess_plan_path()
     names = load_video_table()[0]["filename"].tolist()
     deadline = time.monotonic() + timeout
     while True:

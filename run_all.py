@@ -49,7 +49,8 @@ import sys
 import time
 from pathlib import Path
 
-from a00_common import (PROJECT_ROOT, data_dir, logger, parse_config, run_main, write_csv)
+from a00_common import (PROJECT_ROOT, data_dir, logger, parse_config, preprocess_done_path,
+                        preprocess_plan_path, run_main, write_csv)
 
 PARTS = 0                      # r10/r12 parts per stage; 0 = one per worker (or Ray CPU)
 POLL_SECONDS = 0.2             # how often finished jobs are collected
@@ -576,7 +577,8 @@ def main() -> None:
     chain.build(parts)
     if chain.following:
         # a follower must never take the previous run's plan for this run's
-        (data_dir() / "cache" / "preprocess_plan.csv").unlink(missing_ok=True)
+        preprocess_plan_path().unlink(missing_ok=True)
+        preprocess_done_path().unlink(missing_ok=True)
     logger.info("run_all: data %s, %s, %d part(s) per sharded stage", data_dir(),
                 f"Ray ({args.ray})" if args.ray else f"{args.workers} worker(s)"
                 + (f", GPUs {','.join(gpus)}" if gpus else ""), parts)
