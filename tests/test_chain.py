@@ -13,34 +13,15 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from tiny_chain import CHAIN, MODELS, PROJECT_ROOT, STACKERS, copy_input, run_all
+from tiny_chain import (CHAIN, MODELS, PROJECT_ROOT, STACKERS, assert_same_predictions,
+                        copy_input, run_all)
 
 pytestmark = pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs ffmpeg")
-
-
-def prediction_tables(data: Path) -> dict[str, pd.DataFrame]:
-    paths = sorted((data / "predictions").rglob("*.csv")) + \
-        [data / "submissions" / "submission.csv"]
-    return {str(p.relative_to(data)): pd.read_csv(p) for p in paths if "by_fold" not in p.name}
-
-
-def assert_same_predictions(first: Path, second: Path, tolerance: float = 1e-5) -> None:
-    left, right = prediction_tables(first), prediction_tables(second)
-    assert sorted(left) == sorted(right)
-    for name, table in left.items():
-        other = right[name]
-        assert table.columns.tolist() == other.columns.tolist(), name
-        assert table["filename"].tolist() == other["filename"].tolist(), name
-        numbers = table.columns[1:]
-        np.testing.assert_allclose(table[numbers].to_numpy(float),
-                                   other[numbers].to_numpy(float), atol=tolerance,
-                                   err_msg=name)
 
 
 def test_every_contract_file_has_the_right_rows(reference):

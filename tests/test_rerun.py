@@ -18,8 +18,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tiny_chain import (PROJECT_ROOT, TINY_DATA, copy_through, run_all, run_script,
-                        stage_arguments)
+from tiny_chain import (PROJECT_ROOT, TINY_DATA, assert_same_predictions, copy_through, run_all,
+                        run_script, stage_arguments)
 
 pytestmark = pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs ffmpeg")
 
@@ -109,12 +109,6 @@ def redo_lines(log: str) -> list[str]:
 
 # ----------------------------------------------------------------------------- end to end
 
-def prediction_tables(data: Path) -> dict[str, pd.DataFrame]:
-    paths = sorted((data / "predictions").rglob("*.csv")) + \
-        [data / "submissions" / "submission.csv"]
-    return {str(p.relative_to(data)): pd.read_csv(p) for p in paths}
-
-
 def test_test_clips_added_retrain_nothing_and_equal_a_run_from_scratch(reference, extra,
                                                                          tmp_path):
     rerun, scratch = rerun_and_from_scratch(
@@ -130,16 +124,7 @@ def test_test_clips_added_retrain_nothing_and_equal_a_run_from_scratch(reference
     submission = pd.read_csv(rerun / "submissions" / "submission.csv")
     asked = pd.read_csv(rerun / "input" / "submission_format.csv")
     assert submission["filename"].tolist() == asked["filename"].tolist() and len(asked) == 13
-    ours, theirs = prediction_tables(rerun), prediction_tables(scratch)
-    assert sorted(ours) == sorted(theirs)
-    for name, table in ours.items():
-        other = theirs[name]
-        assert table.columns.tolist() == other.columns.tolist(), name
-        assert table["filename"].tolist() == other["filename"].tolist(), name
-        numbers = table.select_dtypes("number").columns
-        np.testing.assert_allclose(table[numbers].to_numpy(float),
-                                   other[numbers].to_numpy(float), rtol=0, atol=1e-9,
-                                   err_msg=name)
+    assert_same_predictions(rerun, scratch, tolerance=1e-9, by_fold=True)
 
 
 # ----------------------------------------------------------------------------- stage by stage

@@ -6,6 +6,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
+
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 TINY_DATA = ["--n_train", "30", "--n_test", "10", "--min_seconds", "1", "--max_seconds", "2",
              "--cameras", "160x120@8,128x96@6", "--seed", "3"]
@@ -48,3 +51,26 @@ def stage_arguments(script: str) -> list[str]:
     passed = [CHAIN[i + 1] for i in range(0, len(CHAIN), 2)]
     return [part for entry in passed if entry.startswith(script + ":")
             for part in entry.split(":", 1)[1].split()]
+
+
+def prediction_tables(data: Path, by_fold: bool = False) -> dict[str, pd.DataFrame]:
+    """Every prediction table of a finished chain and the submission, by relative path."""
+    paths = sorted((data / "predictions").rglob("*.csv")) + \
+        [data / "submissions" / "submission.csv"]
+    return {str(p.relative_to(data)): pd.read_csv(p) for p in paths
+            if by_fold or "by_fold" not in p.name}
+
+
+def assert_same_predictions(first: Path, second: Path, tolerance: float = 1e-5,
+                            by_fold: bool = False) -> None:
+    """The same tables, rows and columns, with numbers equal to `tolerance`."""
+    left, right = prediction_tables(first, by_fold), prediction_tables(second, by_fold)
+    assert sorted(left) == sorted(right)
+    for name, table in left.items():
+        other = right[name]
+        assert table.columns.tolist() == other.columns.tolist(), name
+        assert table["filename"].tolist() == other["filename"].tolist(), name
+        numbers = table.select_dtypes("number").columns
+        np.testing.assert_allclose(table[numbers].to_numpy(float),
+                                   other[numbers].to_numpy(float), rtol=0, atol=tolerance,
+                                   err_msg=name)
