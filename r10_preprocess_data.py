@@ -143,43 +143,44 @@ def outputs_intact(record: dict) -> bool:
     return True
 
 
-def current_record(filename: str, force: bool) -> tuple[dict | None, str]:
-    """(the video's record if it is current, else None; why it is not).
+def current_record(filename: str, force: bool) -> tuple[dict | None, str, dict | None]:
+    """(the video's record if it is current, else None; why it is not; the video's identity
+    when it was read, so that redoing the video does not hash it twice).
 
     Current means: made with these settings (the record's folder is named by their hash),
     from a video with the same content (size and digest; an unchanged size and mtime spare
     the digest), with every cache file intact.
     """
     if force:
-        return None, "--force"
+        return None, "--force", None
     record_path = output_paths(filename)["record"]
     record = read_json(record_path)
     if record is None or "source" not in record:
-        return None, "new"
+        return None, "new", None
     if record.get("retry"):
-        return None, "it failed unexpectedly last time"
+        return None, "it failed unexpectedly last time", None
     if record["errors"] and record.get("timeout_seconds") != TIMEOUT_SECONDS:
         # whether it failed may depend on the time it was given
-        return None, "its failure was under another timeout"
+        return None, "its failure was under another timeout", None
     known = record["source"]
     source = file_identity(video_path(filename), known)
     if (source or {}).get("digest") != (known or {}).get("digest"):
-        return None, "the video changed" if source and known else \
-            "the video appeared" if source else "the video is gone"
+        return None, ("the video changed" if source and known else
+                      "the video appeared" if source else "the video is gone"), source
     if not outputs_intact(record):
-        return None, "its cache files are damaged or gone"
+        return None, "its cache files are damaged or gone", source
     if source != known:  # touched, same bytes: remember the new mtime, keep the work
         record["source"] = source
         write_json(record, record_path)
-    return record, ""
+    return record, "", source
 
 
 def preprocess_video(filename: str, force: bool) -> dict:
     """Probe, frames and audio of one video; returns its record (also saved to disk)."""
-    record, _ = current_record(filename, force)
+    record, _, source = current_record(filename, force)
     if record is not None:
         return record
-    source = file_identity(video_path(filename))
+    source = source or file_identity(video_path(filename))
     paths = output_paths(filename, (source or {}).get("digest", ""))
     record = {"filename": filename, "source": source, "frames_path": "", "frames_decoded": 0,
               "audio_path": "", "errors": [], "partial": "", "timeout_seconds": TIMEOUT_SECONDS}
@@ -261,7 +262,7 @@ def preprocess_in_workers(names: list[str], workers: int, force: bool, settings:
     reasons: dict[str, int] = {}
     # current videos are read here, so an up-to-date run starts no worker
     for name in names:
-        record, reason = current_record(name, force)
+        record, reason, _ = current_record(name, force)
         if record is not None:
             records[name] = record
         else:
