@@ -18,7 +18,6 @@ import os
 import random
 import subprocess
 import sys
-import tempfile
 import uuid
 from pathlib import Path
 
@@ -529,14 +528,17 @@ def video_path_check(table_path: Path, name: str) -> None:
         raise InputError(f"{table_path}: {error}") from None
 
 
-def load_train_labels() -> tuple[pd.DataFrame, list[str]]:
-    """train_labels.csv, validated: filename + 0/1 class columns. Returns (table, classes)."""
+def load_train_labels(require_rows: bool = True) -> tuple[pd.DataFrame, list[str]]:
+    """train_labels.csv, validated: filename + 0/1 class columns. Returns (table, classes).
+
+    Preparing videos needs no labelled row (r80 prepares new clips in a folder whose
+    train_labels.csv has only the header); training does."""
     path = input_dir() / "train_labels.csv"
     table = _read_table(path, "train_labels.csv (filename + one 0/1 column per class)")
     classes = [str(c) for c in table.columns if c != "filename"]
     if not classes:
         raise InputError(f"{path}: no class columns after 'filename'")
-    if len(table) == 0:
+    if len(table) == 0 and require_rows:
         raise InputError(f"{path}: no rows; training needs labelled videos")
     values = table[classes]
     # a column holding one word is read as text: compare numbers, report the text
@@ -576,7 +578,7 @@ def load_video_table() -> tuple[pd.DataFrame, list[str]]:
     A video listed in both tables is an error; a listed video missing from videos/ is kept
     (it gets a failure row and a prediction); files in videos/ listed nowhere are reported.
     """
-    labels, classes = load_train_labels()
+    labels, classes = load_train_labels(require_rows=False)
     submission = load_submission_format(classes)
     overlap = set(labels["filename"]) & set(submission["filename"])
     if overlap:

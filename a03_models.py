@@ -961,18 +961,39 @@ def trained_models() -> list[str]:
     return sorted(p.parent.name for p in root.glob("*/config.json")) if root.is_dir() else []
 
 
-def trained_config(name: str, folds: list[int], stage: str) -> dict:
-    """A trained model's config.json, after checking every fold was trained with it."""
-    config = read_json(models_dir(name) / "config.json")
+def trained_config(name: str, folds: list[int], stage: str, folder: Path | None = None) -> dict:
+    """A trained model's config.json, after checking every fold was trained with it (in
+    `folder`, default models/<name>)."""
+    folder = folder or models_dir(name)
+    config = read_json(folder / "config.json")
     if config is None:
-        raise SystemExit(f"{models_dir(name)}/config.json is missing: train {name} with r21 "
-                         f"first")
+        raise SystemExit(f"{folder}/config.json is missing: train {name} with r21 first")
     for fold in folds:
-        if (read_json(models_dir(name) / f"fold{fold}.json") or {}).get("config_hash") != \
+        if (read_json(folder / f"fold{fold}.json") or {}).get("config_hash") != \
                 config["config_hash"]:
             raise SystemExit(f"{stage} {name}: fold {fold} is missing or was trained with other "
                              f"settings; run r21_train_models.py --model {name} --fold {fold}")
     return config
+
+
+def prediction_tables(spec, filenames, folder: Path, folds: list[int], classes: list[str],
+                      settings: dict, time_augmentation: int,
+                      flip_augmentation: bool) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(by-fold table, fold-mean table) of a trained model on these videos: r40 on the test
+    rows, r80 on new clips, so both are made the same way."""
+    from a00_common import prediction_frame
+    filenames = list(filenames)
+    inputs = load_inputs(spec, filenames, settings) if filenames else None
+    by_fold = []
+    for fold in folds:
+        predictions = predict_fold(spec, inputs, folder, fold, len(classes), settings,
+                                   time_augmentation, flip_augmentation) \
+            if filenames else np.zeros((0, len(classes)))
+        table = prediction_frame(filenames, classes, predictions)
+        table.insert(0, "fold", fold)
+        by_fold.append(table)
+    mean = np.mean([table[classes].to_numpy() for table in by_fold], axis=0)
+    return pd.concat(by_fold, ignore_index=True), prediction_frame(filenames, classes, mean)
 
 
 def prediction_stamp(model_config_hash: str, time_augmentation: int,

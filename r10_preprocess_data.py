@@ -7,6 +7,7 @@ Writes  cache/probe/<video>.json            probe (ffprobe's JSON layout) + summ
         cache/audio/<hash>/<video>-<digest>.wav    mono 16-bit wav (videos with audio)
         cache/preprocess_index.csv          one row per video: paths, content digests,
                                             frames decoded, errors, partial
+        cache/preprocess_settings.json      the settings of the run that wrote the index
         cache/preprocess_plan.csv           written first on every run: each video's record
                                             path, so that r12 --follow can start alongside;
         cache/preprocess_plan.done          written last: every video is recorded
@@ -375,6 +376,10 @@ def main() -> None:
                 for r in records for error in r["errors"]] + \
         [{"filename": r["filename"], "error": f"partial: {r['partial']}"}
          for r in records if r.get("partial")]
+    # the settings the frames and wav were made with: r80 exports them with a stack, so new
+    # clips are prepared the same way
+    write_json({"settings": args.config, "frames_config": config_hash(frames_config())},
+               cache_dir() / "preprocess_settings.json")
     if index_path.exists() and not args.force:
         previous = pd.read_csv(index_path, dtype=str, keep_default_na=False)
         stage_failures = cache_dir() / "failures" / "r10.csv"

@@ -243,11 +243,13 @@ def main() -> None:
                 ", ".join(f"{key} {value}" for key, value in sorted(sources.items())),
                 "" if TRUST_FILE_MTIME else " (file modification times are not used: "
                                             "--trust_file_mtime true to use them)")
-    labels, _ = load_train_labels()
+    labels, _ = load_train_labels(require_rows=False)
     # visits among the train videos alone: test clips added between them never move a
     # train video's fold (so they retrain nothing)
     train = metadata.set_index("filename").loc[labels["filename"]].reset_index()
-    folds = make_folds(labels, classes, pd.Series(assign_sequences(train)))
+    # no train rows when r80 prepares new clips: metadata only, no folds
+    folds = make_folds(labels, classes, pd.Series(assign_sequences(train))) if len(labels) \
+        else pd.DataFrame(columns=["filename", "fold", "sequence"])
     write_csv(folds, folds_path)
     write_stamp([metadata_path, folds_path], inputs)
     logger.info("r11: %d folds over %d videos in %d visits -> %s", N_FOLDS, len(folds),

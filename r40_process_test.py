@@ -16,12 +16,9 @@ OOF predictions are produced the same way; a mismatch with the OOF table's stamp
 """
 from __future__ import annotations
 
-import numpy as np
-import pandas as pd
-
 from a00_common import (digest_text, level1_dir, load_folds, load_submission_format,
                         load_train_labels, log_outcome, logger, models_dir, outdated_reason,
-                        parse_config, prediction_frame, read_json, run_main, write_csv,
+                        parse_config, read_json, run_main, write_csv,
                         write_json, write_stamp)
 
 # two views: the reversal is free, the stretched windows (views 3+) cost on the demo
@@ -31,8 +28,8 @@ FLIP_AUGMENTATION = True       # also average left-right mirrored clips (3D CNN)
 
 
 def process_model(name: str, force: bool) -> None:
-    from a03_models import (get_spec, input_digest, load_inputs, predict_fold,
-                            prediction_stamp, trained_config)
+    from a03_models import (get_spec, input_digest, prediction_stamp, prediction_tables,
+                            trained_config)
     output = level1_dir() / f"{name}_test.csv"
     labels_table, classes = load_train_labels()
     # the folds of folds.csv, as in r31: a fold that is missing is an error, not a silent
@@ -51,21 +48,15 @@ def process_model(name: str, force: bool) -> None:
     log_outcome(f"r40 {name}", reason)
     if reason is None:
         return
-    inputs = load_inputs(spec, submission["filename"], config["settings"]) \
-        if len(submission) else None
-    by_fold = []
-    for fold in folds:
-        fold_predictions = predict_fold(spec, inputs, models_dir(name), fold, len(classes),
-                                        config["settings"], TIME_AUGMENTATION,
-                                        FLIP_AUGMENTATION) \
-            if inputs is not None else np.zeros((0, len(classes)))
-        table = prediction_frame(submission["filename"], classes, fold_predictions)
-        table.insert(0, "fold", fold)
-        by_fold.append(table)
-    predictions = np.mean([table[classes].to_numpy() for table in by_fold], axis=0)
-    write_csv(pd.concat(by_fold, ignore_index=True), level1_dir() / f"{name}_test_by_fold.csv")
-    write_csv(prediction_frame(submission["filename"], classes, predictions), output)
-    write_json({"stamp": stamp, "folds": folds}, output.with_suffix(".json"))
+    by_fold, predictions = prediction_tables(spec, test_names, models_dir(name), folds, classes,
+                                             config["settings"], TIME_AUGMENTATION,
+                                             FLIP_AUGMENTATION)
+    write_csv(by_fold, level1_dir() / f"{name}_test_by_fold.csv")
+    write_csv(predictions, output)
+    # the test-time views too: a stack exported by r80 predicts new clips the same way
+    write_json({"stamp": stamp, "folds": folds,
+                "settings": {"time_augmentation": TIME_AUGMENTATION,
+                             "flip_augmentation": FLIP_AUGMENTATION}}, output.with_suffix(".json"))
     write_stamp(outputs, made_from)
     logger.info("r40 %s: %d test videos, mean of %d fold models -> %s", name,
                 len(submission), len(folds), output)

@@ -42,6 +42,8 @@ from a00_common import (SEED, append_scores, atomic_path, config_hash, data_dir,
                         parse_config, prediction_frame, predictions_dir, print_jobs,
                         prior_probabilities, progress, read_stamp, run_main, set_seeds,
                         write_csv, write_json, write_stamp)
+from a05_stacking import (FeatureTable, Standardizer, apply_stacker_fold, build_feature_table,
+                          build_mlp, load_stacker_fold)
 
 STACKERS = ("lgbm", "xgb", "mlp")   # a plain run fits these
 STACKER_SEED = SEED
@@ -117,88 +119,6 @@ def level1_models() -> list[str]:
     return list(LEVEL1_MODELS)
 
 
-def _read_table(path, filenames, what: str) -> pd.DataFrame:
-    if not path.exists():
-        raise SystemExit(f"r50: {path} is missing: {what}")
-    table = pd.read_csv(path, dtype={"filename": str}, keep_default_na=False, na_values=[""])
-    table = table.set_index("filename")
-    absent = [name for name in filenames if name not in table.index]
-    if absent:
-        raise SystemExit(f"r50: {path} lacks {len(absent)} video(s), e.g. {absent[0]!r}: {what}")
-    return table.loc[list(filenames)]
-
-
-class FeatureTable:
-    """A stacker's inputs: the feature matrix, each column's class (None = all classes), the
-    level-1 probabilities, and the base logits that the stackers learn to correct."""
-
-    def __init__(self, frame: pd.DataFrame, column_class: list, level1: np.ndarray):
-        self.frame, self.column_class, self.level1 = frame, column_class, level1
-        self._matrix = frame.to_numpy(np.float32)
-        self.base_logits = logits(level1.mean(axis=0)) if len(level1) else \
-            np.zeros((len(frame), 0))
-
-    @property
-    def names(self) -> list[str]:
-        return list(self.frame.columns)
-
-    def matrix(self) -> np.ndarray:
-        return self._matrix
-
-    def set_base(self, weights: np.ndarray) -> None:
-        """The base: the level-1 blend with these weights (fitted on the outer fold's rows)."""
-        self.base_logits = logits(np.tensordot(weights, self.level1, axes=1))
-
-    def class_columns(self, class_name: str) -> np.ndarray:
-        """Columns a per-class model reads: global ones and those of its own class."""
-        return np.flatnonzero([owner is None or owner == class_name
-                               for owner in self.column_class])
-
-
-def _owner(column: str, classes: list[str]):
-    """The class a neighbour column belongs to (longest class name it ends with)."""
-    matches = [c for c in classes if column.endswith("_" + c)]
-    return max(matches, key=len) if matches else None
-
-
-def logits(probabilities: np.ndarray) -> np.ndarray:
-    clipped = np.clip(probabilities, 1e-5, 1 - 1e-5)
-    return np.log(clipped / (1 - clipped))
-
-
-def build_feature_table(split: str, filenames, classes: list[str], models: list[str],
-                        use_neighbors: bool) -> FeatureTable:
-    """Label-free features of `filenames`: metadata + statistics, level-1 predictions (OOF for
-    train, fold-mean for test) as logits, their mean ("blend"), and the neighbour features."""
-    from a03_models import load_tabular
-    suffix = "oof" if split == "train" else "test"
-    tabular = load_tabular(filenames).reset_index(drop=True).add_prefix("meta:")
-    parts, owners = [tabular], [None] * tabular.shape[1]
-    probabilities = []
-    for model in models:
-        table = _read_table(level1_dir() / f"{model}_{suffix}.csv", filenames,
-                            f"rerun r31/r40 for {model}")
-        probabilities.append(table[classes].to_numpy(np.float64))
-        parts.append(pd.DataFrame(logits(probabilities[-1]),
-                                  columns=[f"l1:{model}:{c}" for c in classes]))
-        owners += list(classes)
-    level1 = np.stack(probabilities) if probabilities else \
-        np.zeros((0, len(filenames), len(classes)))
-    mean_logits = logits(level1.mean(axis=0)) if probabilities else \
-        np.zeros((len(filenames), len(classes)))
-    # the blend of every class is global: "blank" or "human" likely informs every species
-    parts.append(pd.DataFrame(mean_logits, columns=[f"blend:{c}" for c in classes]))
-    owners += [None] * len(classes)
-    if use_neighbors:
-        table = _read_table(predictions_dir() / f"neighbors_{suffix}.csv", filenames,
-                            "run r48_neighbor_features.py").reset_index(drop=True)
-        owners += [_owner(column, classes) for column in table.columns]
-        parts.append(table.add_prefix("nb:"))
-    features = pd.concat(parts, axis=1).astype(np.float32)
-    features.index = list(filenames)
-    return FeatureTable(features, owners, level1)
-
-
 def inner_split(sequences: np.ndarray, fraction: float, seed: int) -> tuple:
     """Training rows -> (fit rows, early-stopping rows); whole visits on one side."""
     unique = np.unique(sequences)
@@ -249,20 +169,6 @@ def fit_lightgbm(table: FeatureTable, rows, labels, fit_rows, stop_rows, setting
         models.append({"booster": refit.model_to_string(), "rounds": rounds,
                        "columns": columns.tolist()})
     return models
-
-
-def predict_lightgbm(models, table: FeatureTable, rows) -> np.ndarray:
-    import lightgbm
-    matrix, base = table.matrix()[rows], table.base_logits[rows]
-    output = np.zeros((len(rows), len(models)))
-    for column, entry in enumerate(models):
-        if "constant" in entry:
-            output[:, column] = entry["constant"]
-            continue
-        booster = lightgbm.Booster(model_str=entry["booster"])
-        margin = base[:, column] + booster.predict(matrix[:, entry["columns"]], raw_score=True)
-        output[:, column] = 1 / (1 + np.exp(-margin))
-    return output
 
 
 def importance_lightgbm(models, count: int) -> np.ndarray:
@@ -346,37 +252,6 @@ def _column_log_loss(labels: np.ndarray, margin: np.ndarray) -> np.ndarray:
     return (np.logaddexp(0.0, margin) - labels * margin).mean(axis=0)
 
 
-def predict_xgboost(fitted: tuple, table: FeatureTable, rows) -> np.ndarray:
-    import xgboost
-    model, class_rounds = fitted
-    base = table.base_logits[rows]
-    matrix = xgboost.DMatrix(table.matrix()[rows], base_margin=base)
-    margin = np.empty(base.shape)
-    for rounds in np.unique(class_rounds):
-        columns = class_rounds == rounds
-        margin[:, columns] = base[:, columns] if rounds == 0 else model.get_booster().predict(
-            matrix, output_margin=True, iteration_range=(0, int(rounds))
-        ).reshape(base.shape)[:, columns]
-    return 1 / (1 + np.exp(-margin))
-
-
-def build_mlp(feature_count: int, class_count: int, settings: dict):
-    """Keras MLP whose sigmoid outputs correct the base logits; the correction starts at 0."""
-    import keras
-    from keras import layers
-    features = keras.Input((feature_count,), name="features")
-    base = keras.Input((class_count,), name="base_logits")
-    x = layers.Dropout(0.1, name="input_dropout")(features)
-    x = layers.Dense(settings["hidden_units"], activation="gelu", name="hidden1")(x)
-    x = layers.Dropout(settings["dropout"], name="dropout1")(x)
-    x = layers.Dense(settings["hidden_units"] // 2, activation="gelu", name="hidden2")(x)
-    x = layers.Dropout(settings["dropout"], name="dropout2")(x)
-    correction = layers.Dense(class_count, kernel_initializer="zeros", name="correction")(x)
-    margin = layers.Add(name="margin")([base, correction])
-    outputs = layers.Activation("sigmoid", name="probabilities")(margin)
-    return keras.Model([features, base], outputs, name="stacker_mlp")
-
-
 def fit_mlp(features, base, labels, fit_rows, stop_rows, settings, weights_path):
     """Trains the MLP with early stopping on the inner split; the best epoch's weights kept."""
     import keras
@@ -398,23 +273,6 @@ def fit_mlp(features, base, labels, fit_rows, stop_rows, settings, weights_path)
     with atomic_path(weights_path) as temporary:
         model.save_weights(str(temporary))
     return model
-
-
-class Standardizer:
-    """Median-imputes and standardises with training statistics; clips outliers (MLP input)."""
-
-    def __init__(self, features: np.ndarray):
-        self.median = np.nan_to_num(np.nanmedian(features, axis=0))
-        filled = np.where(np.isnan(features), self.median, features)
-        self.mean = filled.mean(axis=0)
-        self.scale = filled.std(axis=0) + 1e-6
-
-    def __call__(self, features: np.ndarray) -> np.ndarray:
-        filled = np.where(np.isnan(features), self.median, features)
-        return np.clip((filled - self.mean) / self.scale, -5, 5).astype(np.float32)
-
-    def as_dict(self) -> dict:
-        return {key: getattr(self, key).tolist() for key in ("median", "mean", "scale")}
 
 
 # ----------------------------------------------------------------------------- one stacker
@@ -481,14 +339,11 @@ def run_stacker(name: str, force: bool) -> None:
         blend_weights = fit_blend_weights(train_table.level1[:, train_rows], labels[train_rows])
         train_table.set_base(blend_weights)
         test_table.set_base(blend_weights)
-        base_weights.append(dict(zip(models, np.round(blend_weights, 4).tolist())))
+        base_weights.append([fold, blend_weights.tolist()])
         if base == "lgbm":
             fitted = fit_lightgbm(train_table, train_rows, labels[train_rows], fit_local,
                                   stop_local, settings, prior, classes)
             write_json(fitted, folder / f"fold{fold}.lightgbm.json")
-
-            def predict(table, rows, fitted=fitted):
-                return predict_lightgbm(fitted, table, rows)
             importance += importance_lightgbm(fitted, len(feature_names))
         elif base == "xgb":
             fitted = fit_xgboost(train_table, train_rows, labels[train_rows], fit_local,
@@ -497,27 +352,21 @@ def run_stacker(name: str, force: bool) -> None:
                 fitted[0].save_model(str(temporary))  # the temp name keeps the .json ending
             write_json(dict(zip(classes, fitted[1].tolist())),
                        folder / f"fold{fold}.xgboost_rounds.json")
-
-            def predict(table, rows, fitted=fitted):
-                return predict_xgboost(fitted, table, rows)
             gains = fitted[0].get_booster().get_score(importance_type="total_gain")
             importance += np.array([gains.get(f"f{i}", 0.0) for i in range(len(feature_names))])
         else:
             standardize = Standardizer(train_table.matrix()[train_rows])
             write_json(standardize.as_dict(), folder / f"fold{fold}.standardizer.json")
-            fitted = fit_mlp(standardize(train_table.matrix()[train_rows]),
-                             train_table.base_logits[train_rows].astype(np.float32),
-                             labels[train_rows], fit_local, stop_local, settings,
-                             folder / f"fold{fold}.weights.h5")
-
-            def predict(table, rows, fitted=fitted, standardize=standardize):
-                inputs = {"features": standardize(table.matrix()[rows]),
-                          "base_logits": table.base_logits[rows].astype(np.float32)}
-                return np.asarray(fitted.predict(inputs, batch_size=1024, verbose=0),
-                                  np.float64)
-        oof[validation_rows] = predict(train_table, validation_rows)
+            fit_mlp(standardize(train_table.matrix()[train_rows]),
+                    train_table.base_logits[train_rows].astype(np.float32),
+                    labels[train_rows], fit_local, stop_local, settings,
+                    folder / f"fold{fold}.weights.h5")
+        # predictions come from the saved files, as r80 makes them for new clips from a
+        # stack: what the chain scores is what a stack reproduces
+        saved = load_stacker_fold(base, folder, fold, classes, len(feature_names), settings)
+        oof[validation_rows] = apply_stacker_fold(base, saved, train_table, validation_rows)
         if len(test_rows):
-            test_predictions.append(predict(test_table, test_rows))
+            test_predictions.append(apply_stacker_fold(base, saved, test_table, test_rows))
         scores.append({"stage": "r50_level2", "model": name, "fold": str(fold),
                        "log_loss": mean_log_loss(labels[validation_rows], oof[validation_rows]),
                        "rows": len(validation_rows), "config_hash": stamp})
@@ -535,7 +384,10 @@ def run_stacker(name: str, force: bool) -> None:
         importance_table = importance_table.sort_values("importance", ascending=False)
         write_csv(importance_table, folder / "importance.csv")
     write_json({**config, "stamp": stamp, "features": len(feature_names),
-                "base_weights_by_fold": base_weights,
+                # what r80 needs to apply the stacker to new clips: the level-1 models in
+                # column order, the feature names, each fold's exact blend weights
+                "level1_models": models, "feature_names": feature_names,
+                "fold_base_weights": base_weights,
                 "commit": git_commit()}, folder / "config.json")
     write_csv(prediction_frame(labels_table["filename"], classes, oof), oof_path)
     write_csv(prediction_frame(submission["filename"], classes, test), test_path)

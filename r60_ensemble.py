@@ -34,6 +34,7 @@ from a00_common import (append_scores, check_prediction_table, data_dir,
                         outdated_reason, parse_config, prediction_frame, predictions_dir,
                         prior_probabilities, reports_dir, run_main, stamp_of,
                         submissions_dir, write_csv, write_json, write_stamp)
+from a05_stacking import blend
 
 ENSEMBLE_LEVEL = "level2"      # which tables are blended: "level2" (stackers) or "level1"
 WEIGHTS_MODE = "auto"          # "global", "per_class", or "auto" (per class only if it wins
@@ -52,11 +53,6 @@ def fit_class_weights(predictions: np.ndarray, labels: np.ndarray, per_class: bo
         return np.tile(fit_blend_weights(predictions, labels), (classes, 1))
     return np.stack([fit_blend_weights(predictions[:, :, [c]], labels[:, [c]])
                      for c in range(classes)])
-
-
-def blend(predictions: np.ndarray, class_weights: np.ndarray) -> np.ndarray:
-    """(models, rows, classes) × (classes, models) → (rows, classes)."""
-    return np.einsum("mrc,cm->rc", predictions, class_weights)
 
 
 def nested_estimate(predictions, labels, fold_of_row, per_class: bool) -> tuple:

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 import a00_common as common
+import a05_stacking as stacking
 import r50_second_level as r50
 import r60_ensemble as r60
 
@@ -42,7 +43,7 @@ def test_per_class_weights_differ_where_classes_need_it_and_global_ones_compromi
     assert per_class[:, 0] == pytest.approx([0.8125, 0.1875], abs=1e-4)
     shared = r60.fit_class_weights(predictions, labels, per_class=False)
     assert shared[:, 0] == pytest.approx([0.5, 0.5], abs=1e-4)
-    blended = r60.blend(predictions, per_class)
+    blended = stacking.blend(predictions, per_class)
     assert blended[:, 0] == pytest.approx(0.75) and blended[:, 1] == pytest.approx(0.25)
 
 
@@ -55,7 +56,7 @@ def test_nested_estimate_never_uses_a_folds_own_rows():
     for fold in range(4):
         inside = folds != fold
         weights = r60.fit_class_weights(predictions[:, inside], labels[inside], False)
-        expected = r60.blend(predictions[:, ~inside], weights)
+        expected = stacking.blend(predictions[:, ~inside], weights)
         assert nested[~inside] == pytest.approx(expected)
     assert loss == pytest.approx(r60.mean_log_loss(labels, nested))
 
@@ -87,14 +88,14 @@ def test_inner_split_keeps_visits_whole_and_is_seeded():
 
 def test_neighbour_columns_belong_to_the_longest_matching_class():
     classes = ["cat", "small cat", "other (primate)"]
-    assert r50._owner("neighbor_mean5_small cat", classes) == "small cat"
-    assert r50._owner("neighbor_previous_other (primate)", classes) == "other (primate)"
-    assert r50._owner("neighbor_log_gap_next", classes) is None
+    assert stacking._owner("neighbor_mean5_small cat", classes) == "small cat"
+    assert stacking._owner("neighbor_previous_other (primate)", classes) == "other (primate)"
+    assert stacking._owner("neighbor_log_gap_next", classes) is None
 
 
 def test_standardizer_fills_gaps_with_training_medians():
     train = np.array([[1.0, 10.0], [3.0, np.nan], [5.0, 30.0]])
-    standardize = r50.Standardizer(train)
+    standardize = stacking.Standardizer(train)
     output = standardize(np.array([[np.nan, 20.0]]))
     assert output[0, 0] == pytest.approx(0.0)   # median 3 = the mean 3
     assert np.isfinite(output).all()
@@ -117,7 +118,7 @@ def _tiny_stacker_table(rows: int = 160, seed: int = 0):
     labels = np.stack([(x > 0).astype(float), np.ones(rows)], axis=1)
     frame = pd.DataFrame({"meta:x": x, "meta:noise": random.normal(size=rows)})
     level1 = np.stack([np.tile([0.5, 0.8], (rows, 1))])
-    return r50.FeatureTable(frame, [None, None], level1), labels
+    return stacking.FeatureTable(frame, [None, None], level1), labels
 
 
 def _fit_and_predict(stacker: str, table, labels, fresh_table) -> tuple:
@@ -130,9 +131,9 @@ def _fit_and_predict(stacker: str, table, labels, fresh_table) -> tuple:
     if stacker == "lgbm":
         model = r50.fit_lightgbm(table, rows, labels, fit_rows, stop_rows, settings,
                                  labels.mean(axis=0), ["a", "b"])
-        return r50.predict_lightgbm(model, fresh_table, fresh_rows), model
+        return stacking.predict_lightgbm_stacker(model, fresh_table, fresh_rows), model
     model = r50.fit_xgboost(table, rows, labels, fit_rows, stop_rows, settings)
-    return r50.predict_xgboost(model, fresh_table, fresh_rows), model
+    return stacking.predict_xgboost_stacker(model, fresh_table, fresh_rows), model
 
 
 @pytest.mark.parametrize("stacker", ["lgbm", "xgb"])
@@ -155,7 +156,7 @@ def test_a_stacker_on_pure_noise_stays_close_to_the_blend(stacker):
         table, labels = _tiny_stacker_table(seed=seed)
         # class a becomes a coin flip that no column explains
         labels[:, 0] = np.random.default_rng(seed + 10).integers(0, 2, len(labels))
-        return r50.FeatureTable(table.frame[["meta:noise"]], [None], table.level1), labels
+        return stacking.FeatureTable(table.frame[["meta:noise"]], [None], table.level1), labels
     (table, labels), (fresh_table, fresh_labels) = noise_only(0), noise_only(1)
     predictions, _ = _fit_and_predict(stacker, table, labels, fresh_table)
     blend_loss = common.mean_log_loss(fresh_labels[:, :1], np.full((160, 1), 0.5))
@@ -167,21 +168,21 @@ def test_xgboost_keeps_its_own_number_of_rounds_per_class():
     table, labels = _tiny_stacker_table(seed=0)
     labels[:, 0] = np.random.default_rng(10).integers(0, 2, len(labels))   # a: nothing to learn
     labels[:, 1] = table.frame["meta:x"].to_numpy() > 0                    # b: easy to learn
-    noise_and_x = r50.FeatureTable(table.frame, [None, None], table.level1)
+    noise_and_x = stacking.FeatureTable(table.frame, [None, None], table.level1)
     (model, class_rounds) = _fit_and_predict("xgb", noise_and_x, labels, noise_and_x)[1]
     assert class_rounds[1] > 5 * max(class_rounds[0], 1)
     # rounds summed one at a time equal XGBoost's own prediction with that many rounds
     rows = np.arange(len(labels))
     full = np.full(2, model.get_booster().num_boosted_rounds())
-    assert r50.predict_xgboost((model, full), noise_and_x, rows) == pytest.approx(
+    assert stacking.predict_xgboost_stacker((model, full), noise_and_x, rows) == pytest.approx(
         model.predict_proba(noise_and_x.matrix(), base_margin=noise_and_x.base_logits), abs=1e-5)
     # 0 rounds is the base alone
-    base_only = r50.predict_xgboost((model, np.zeros(2, int)), noise_and_x, rows)
+    base_only = stacking.predict_xgboost_stacker((model, np.zeros(2, int)), noise_and_x, rows)
     assert base_only == pytest.approx(np.tile([0.5, 0.8], (len(labels), 1)), abs=1e-4)
     # the one-round-at-a-time scan picks the rounds a scan over whole models would pick
     total = int(full[0])
     losses = [[common.mean_log_loss(labels[:, c:c + 1], predictions[:, c:c + 1]) for c in (0, 1)]
-              for predictions in (r50.predict_xgboost((model, np.full(2, k)), noise_and_x, rows)
+              for predictions in (stacking.predict_xgboost_stacker((model, np.full(2, k)), noise_and_x, rows)
                                   for k in range(total + 1))]
     scanned = r50.best_rounds_per_class(model.get_booster(), noise_and_x.matrix(),
                                         noise_and_x.base_logits, labels, patience=total + 1)

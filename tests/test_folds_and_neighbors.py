@@ -6,6 +6,7 @@ import pandas as pd
 import pytest
 
 import r11_get_metadata_table as r11
+import a05_stacking as stacking
 import r48_neighbor_features as r48
 
 
@@ -79,7 +80,7 @@ def test_neighbour_means_on_six_hand_made_videos():
     seconds = np.array([0, 5, 10, 20, 30, 100, np.nan])[order]
     groups = np.array(["A", "B", "A", "A", "A", "B", "A"])[order]
     values = np.array([[0.1], [0.9], [0.2], [0.3], [0.4], [0.5], [0.7]])[order]
-    table = r48.neighbor_features(seconds, groups, values, (1, 2), "n_", ["bird"])
+    table = stacking.neighbor_features(seconds, groups, values, (1, 2), "n_", ["bird"])
     by_time = {t: row for t, row in zip(seconds, table.to_dict("records")) if not np.isnan(t)}
     expected_k1 = {0: 0.2, 10: 0.2, 20: 0.3, 30: 0.3, 5: 0.5, 100: 0.9}
     expected_k2 = {0: 0.25, 10: (0.1 + 0.3 + 0.4) / 3, 20: (0.1 + 0.2 + 0.4) / 3, 30: 0.25,
@@ -133,7 +134,8 @@ def test_no_label_of_a_videos_own_fold_reaches_its_neighbour_features(tmp_path, 
     def features(labels):
         rng = np.random.default_rng(0)  # the same random (out-of-fold) predictions each time
         _write_level1(level1, "model", train, test, fold_of_train, classes, labels, rng)
-        return r48.build_features(train, test, classes, folds, metadata, ["model"])[0]
+        return stacking.build_features(train, test, classes, folds, metadata, ["model"],
+                                       r48.NEIGHBOR_K, per_model=False)[0]
 
     labels = (np.random.default_rng(1).random((30, 2)) < 0.5).astype(float)
     before = features(labels)
