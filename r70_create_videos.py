@@ -334,7 +334,7 @@ def main() -> None:
     except RuntimeError as error:
         raise SystemExit(f"r70: {error}") from None
     try:
-        labels_table, classes = load_train_labels()
+        labels_table, classes = load_train_labels(require_rows=False)
         oof, test = read_ensemble_tables(classes)
     except InputError as error:
         raise SystemExit(f"r70: {error}") from None

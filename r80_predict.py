@@ -1,0 +1,668 @@
+"""r80 — predict new videos with a trained stack; the result as a table and as Camtrap DP.
+
+Reads   --videos DIR: the new clips (any container r10 reads, found recursively; names with
+        spaces and non-ASCII letters are fine), or only those listed by --filepaths CSV;
+        --stack: a trained data folder (default: the data folder), or a stack exported by
+        --export (a folder or a .tar.gz); optional --metadata CSV (filename relative to
+        DIR, capture_time, camera/site), --deployments CSV, --species CSV
+Writes  OUT/predictions.csv        one row per video: filename (relative to DIR), one
+                                   probability per class, the top TOP_CLASSES classes with
+                                   their probabilities, blank_probability, status (ok,
+                                   partial: …, failed: …) — a bad clip keeps its row
+        OUT/camtrap_dp/            datapackage.json, deployments.csv, media.csv,
+                                   observations.csv (Camtrap DP 1.0.2, a06_camtrap_dp)
+        OUT/videos/                with --videos_out: the clips with the top classes drawn (r70)
+        OUT/work/                  a data folder of the new clips (r10/r11/r12 caches, level-1
+                                   and level-2 tables); a rerun reuses it clip by clip
+        OUT/stack/                 the stack predicted with (exported from a data folder, or
+                                   extracted from an archive)
+Cost    per clip on 2 cores: the decode (~20 ms for a 5 s clip), the backbone forward pass
+        over its sampled frames (~0.3 s for 16 frames of Lite0), the fold models (ms); plus
+        ~20 s of process start-up (TensorFlow) per run (bench/bench_predict.py).
+
+    python r80_predict.py --videos /media/sdcard --out /tmp/check1
+    python r80_predict.py --videos new/ --stack stack.tar.gz --metadata new/times.csv
+    python r80_predict.py --export stack.tar.gz            # the data folder's stack, portable
+
+Only the inference side of the chain runs: r10, r11 and r12 on the new clips (in OUT/work,
+never in the stack's input/), then every level-1 fold model (as r40), the neighbour features
+(as r48 builds them for test rows: over the new clips together with the stack's training
+clips, by capture time within a camera), the saved level-2 stackers (as r50 applies them)
+and the ensemble's weights and clipping (as r60). Predicting a data folder's own test clips
+therefore reproduces its submission.
+
+A stack (`--export`) holds what prediction needs and nothing else: the level-1 fold models,
+the level-2 fold stackers, the ensemble, the feature extractors' settings, the settings of
+every stage, a table of the training clips (filename, fold, camera, capture time) with their
+level-1 predictions by fold (for the neighbour features), and manifest.json (classes,
+settings, file digests, package versions, commit). Loading one checks the manifest and
+stops with one line naming a mismatch.
+"""
+from __future__ import annotations
+
+import datetime
+import importlib.metadata
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from a00_common import (PROJECT_ROOT, InputError, atomic_path, data_dir, digest_text,
+                        file_digest, git_commit, logger, parse_config, read_json,
+                        read_prediction_table, read_stamp, run_main, stamp_path, write_csv,
+                        write_json)
+
+VIDEO_EXTENSIONS = (".mp4", ".avi", ".asf", ".wmv", ".mov", ".mkv", ".m4v", ".mpg", ".mpeg",
+                    ".webm", ".3gp", ".mts", ".flv")   # case-insensitive; others are ignored
+TOP_CLASSES = 3                # classes named per video in predictions.csv
+MIN_PROBABILITY = 0.5          # Camtrap DP: a class at or above it is an observation
+TITLE = "trapstack predictions"   # the Camtrap DP package's and project's title
+CAMTRAP_DP = True              # write OUT/camtrap_dp/
+
+STACK_FORMAT = "trapstack-stack/1"
+# packages whose model files a stack holds: another major.minor may read them differently
+CHECKED_PACKAGES = ("keras", "tensorflow", "lightgbm", "xgboost")
+RECORDED_PACKAGES = CHECKED_PACKAGES + ("numpy", "pandas", "scikit-learn", "av",
+                                        "opencv-python-headless", "librosa")
+DEFAULT_OUT = PROJECT_ROOT / "data" / "predict"
+
+
+class StackError(SystemExit):
+    """A stack that cannot be used here; its message is one line naming the mismatch."""
+
+    def __init__(self, message: str):
+        super().__init__(message if message.startswith("r80:") else f"r80: {message}")
+
+
+# ----------------------------------------------------------------------------- settings
+
+def cli_arguments(settings: dict) -> list[str]:
+    """A script's tunables as the `--key value` arguments that reproduce them."""
+    arguments = []
+    for key, value in sorted(settings.items()):
+        if isinstance(value, bool):
+            text = "true" if value else "false"
+        elif isinstance(value, (list, tuple)):
+            text = ",".join(str(item) for item in value)
+        else:
+            text = str(value)
+        arguments += [f"--{key.lower()}", text]
+    return arguments
+
+
+def stamp_inputs(output: Path) -> dict:
+    return (read_json(stamp_path(output)) or {}).get("inputs") or {}
+
+
+def package_versions() -> dict:
+    versions = {}
+    for name in RECORDED_PACKAGES:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+# ----------------------------------------------------------------------------- export
+
+def export_stack(source: Path, destination: Path) -> Path:
+    """Writes the stack of the trained data folder `source` to `destination` (a folder, or
+    an archive when the name ends in .tar.gz)."""
+    from a03_models import get_spec, required_extractors
+    ensemble = read_json(source / "reports" / "ensemble.json")
+    if ensemble is None:
+        raise StackError(f"{source}: no reports/ensemble.json: run the chain (run_all.py) "
+                         f"before exporting its stack")
+    classes = [str(c) for c in pd.read_csv(source / "input" / "train_labels.csv",
+                                           nrows=0).columns if c != "filename"]
+    stackers, level1 = {}, []
+    if ensemble["level"] == "level2":
+        for name in ensemble["members"]:
+            config = read_json(source / "models" / "level2" / name / "config.json") or {}
+            if "fold_base_weights" not in config:
+                raise StackError(f"{source}/models/level2/{name}/config.json has no fold blend "
+                                 f"weights (made before stacks existed): rerun r50 --force")
+            stackers[name] = config
+            level1 += [m for m in config["level1_models"] if m not in level1]
+    else:
+        level1 = list(ensemble["members"])
+    uses_neighbors = any(config["use_neighbors"] for config in stackers.values())
+    neighbor_inputs = stamp_inputs(source / "predictions" / "neighbors_oof.csv")
+    neighbor_models = sorted(neighbor_inputs.get("models", {})) if uses_neighbors else []
+    if uses_neighbors and not neighbor_models:
+        raise StackError(f"{source}/predictions/neighbors_oof.csv has no stamp: rerun r48")
+    r10 = read_json(source / "cache" / "preprocess_settings.json")
+    if r10 is None:
+        raise StackError(f"{source}/cache/preprocess_settings.json is missing (made before "
+                         f"stacks existed): rerun r10_preprocess_data.py")
+    r11 = stamp_inputs(source / "metadata" / "metadata.csv").get("settings")
+    if r11 is None:
+        raise StackError(f"{source}/metadata/metadata.csv has no stamp: rerun r11")
+
+    with tempfile.TemporaryDirectory(dir=destination.parent if destination.parent.exists()
+                                     else None) as temporary:
+        stack = Path(temporary) / "stack"
+        models, predict_settings, extractors = {}, {}, set()
+        for name in dict.fromkeys(level1 + neighbor_models):
+            folder = source / "models" / name
+            config = read_json(folder / "config.json")
+            test_info = read_json(source / "predictions" / "level1" / f"{name}_test.json") or {}
+            if config is None or "settings" not in test_info:
+                raise StackError(f"{source}: model {name} has no trained config or no r40 "
+                                 f"settings: rerun r21/r40 for it")
+            _copy_files(folder, stack / "models" / name,
+                        ["config.json"] + [p.name for p in sorted(folder.glob("fold*"))
+                                           if not p.name.endswith("_history.csv")])
+            models[name] = {"config_hash": config["config_hash"],
+                            "folds": test_info["folds"]}
+            predict_settings[name] = test_info["settings"]
+            extractors.update(required_extractors(get_spec(name)))
+        if stackers:  # every stacker reads the tabular features
+            extractors.update(["hashes", "audio_logmel"])
+        for name, config in stackers.items():
+            folder = source / "models" / "level2" / name
+            _copy_files(folder, stack / "models" / "level2" / name,
+                        ["config.json"] + [p.name for p in sorted(folder.glob("fold*"))])
+        for name in neighbor_models:
+            _copy_files(source / "predictions" / "level1", stack / "level1",
+                        [f"{name}_train_by_fold.csv"])
+        extractor_configs = {}
+        for name in sorted(extractors):
+            config = read_json(source / "features" / name / "config.json")
+            if config is None:
+                raise StackError(f"{source}/features/{name}/config.json is missing: rerun r12")
+            if config.get("weights", "default") != "default":
+                raise StackError(f"{source}: extractor {name} uses the weights file "
+                                 f"{config['weights']}, which a stack does not carry")
+            extractor_configs[name] = {key: value for key, value in config.items()
+                                       if key != "statistic_names"}
+            _copy_files(source / "features" / name, stack / "features" / name, ["config.json"])
+        folds = pd.read_csv(source / "metadata" / "folds.csv", dtype={"filename": str})
+        metadata = pd.read_csv(source / "metadata" / "metadata.csv", dtype=str,
+                               keep_default_na=False).set_index("filename")
+        training = pd.DataFrame({
+            "filename": folds["filename"], "fold": folds["fold"],
+            "camera": metadata.loc[folds["filename"], "camera"].to_numpy(),
+            "capture_time": metadata.loc[folds["filename"], "capture_time"].to_numpy()})
+        write_csv(training, stack / "training_clips.csv")
+        write_json(ensemble, stack / "ensemble.json")
+        files = {str(p.relative_to(stack)): file_digest(p)
+                 for p in sorted(stack.rglob("*")) if p.is_file()}
+        manifest = {
+            "format": STACK_FORMAT, "classes": classes,
+            "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "commit": git_commit(), "packages": package_versions(),
+            "ensemble": {"level": ensemble["level"], "members": ensemble["members"]},
+            "models": models, "stackers": sorted(stackers),
+            "neighbors": {"models": neighbor_models,
+                          "settings": neighbor_inputs.get("settings", {})} if uses_neighbors
+            else None,
+            "extractors": extractor_configs,
+            "settings": {"r10": r10["settings"], "r11": r11, "r40": predict_settings},
+            "inputs": {"train_labels": file_digest(source / "input" / "train_labels.csv"),
+                       "folds": file_digest(source / "metadata" / "folds.csv"),
+                       "level1": {name: read_stamp(source / "predictions" / "level1" /
+                                                   f"{name}_oof.csv") for name in models}},
+            "files": files}
+        write_json(manifest, stack / "manifest.json")
+        if destination.name.endswith((".tar.gz", ".tgz")):
+            destination.parent.mkdir(parents=True, exist_ok=True)
+            with atomic_path(destination) as archive_path:
+                with tarfile.open(archive_path, "w:gz") as archive:
+                    for path in sorted(stack.rglob("*")):
+                        if path.is_file():
+                            archive.add(path, arcname=str(path.relative_to(stack)))
+        else:
+            if destination.exists():
+                shutil.rmtree(destination)
+            destination.parent.mkdir(parents=True, exist_ok=True)
+            shutil.move(str(stack), str(destination))
+    size = destination.stat().st_size if destination.is_file() else \
+        sum(p.stat().st_size for p in destination.rglob("*") if p.is_file())
+    logger.info("r80: stack of %s (%d level-1 model(s), %d stacker(s), %d classes) -> %s "
+                "(%.1f MB)", source, len(models), len(stackers), len(classes), destination,
+                size / 1e6)
+    return destination
+
+
+def _copy_files(source: Path, destination: Path, names: list[str]) -> None:
+    destination.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        shutil.copy2(source / name, destination / name)
+
+
+# ----------------------------------------------------------------------------- loading
+
+def open_stack(stack: Path, work: Path) -> Path:
+    """The folder of a usable stack: an exported folder as it is, an archive extracted
+    (safely) under `work`, a trained data folder exported under `work`. Checked."""
+    if stack.is_file():
+        if not tarfile.is_tarfile(stack):
+            raise StackError(f"{stack}: not a stack (neither a folder nor a .tar.gz archive)")
+        folder = work / "stack"
+        if folder.exists():
+            shutil.rmtree(folder)
+        folder.mkdir(parents=True)
+        with tarfile.open(stack) as archive:
+            # "data": no absolute names, no '..', no links out, no devices
+            archive.extractall(folder, filter="data")
+    elif (stack / "manifest.json").is_file():
+        folder = stack
+    elif (stack / "input" / "train_labels.csv").is_file():
+        folder = export_stack(stack, work / "stack")
+    else:
+        raise StackError(f"{stack}: not a stack (no manifest.json) nor a trained data folder "
+                         f"(no input/train_labels.csv)")
+    return folder
+
+
+def check_stack(folder: Path) -> dict:
+    """The manifest, after checking it against the files and this machine; one line else."""
+    manifest = read_json(folder / "manifest.json")
+    if manifest is None:
+        raise StackError(f"{folder}/manifest.json is missing or unreadable")
+    if manifest.get("format") != STACK_FORMAT:
+        raise StackError(f"{folder}: stack format {manifest.get('format')!r}, this trapstack "
+                         f"reads {STACK_FORMAT!r}")
+    for name, digest in manifest["files"].items():
+        path = folder / name
+        if not path.is_file():
+            raise StackError(f"{folder}: {name} is missing (listed in manifest.json)")
+        if file_digest(path) != digest:
+            raise StackError(f"{folder}: {name} differs from the file manifest.json lists")
+    classes = manifest["classes"]
+    for name in manifest["models"]:
+        trained = (read_json(folder / "models" / name / "config.json") or {}).get("classes")
+        if trained is not None and list(trained) != list(classes):
+            raise StackError(f"{folder}: model {name} was trained on other classes than the "
+                             f"manifest lists ({len(trained)} vs {len(classes)})")
+    from a02_backbones import BACKBONES
+    for name in manifest["extractors"]:
+        base = name[:-len("_skip")] if name.endswith("_skip") else name
+        if name not in ("hashes", "audio_logmel") and base not in BACKBONES:
+            raise StackError(f"{folder}: extractor {name} is unknown to this trapstack")
+    here = package_versions()
+    for package in CHECKED_PACKAGES:
+        made, have = manifest["packages"].get(package), here.get(package)
+        if made and have and made.split(".")[:2] != have.split(".")[:2]:
+            raise StackError(f"{folder}: made with {package} {made}, this machine has {have}; "
+                             f"install the versions of requirements.txt the stack was made with")
+    return manifest
+
+
+# ----------------------------------------------------------------------------- the new clips
+
+def find_videos(videos: Path, filepaths: Path | None) -> list[str]:
+    """Relative POSIX paths of the clips to predict, sorted (or as --filepaths lists them)."""
+    if filepaths is not None:
+        try:
+            table = pd.read_csv(filepaths, dtype=str, keep_default_na=False)
+        except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as error:
+            raise InputError(f"{filepaths}: not a readable CSV ({error})") from None
+        column = next((c for c in ("filepath", "filename") if c in table.columns), None)
+        if column is None:
+            raise InputError(f"{filepaths}: needs a 'filepath' or 'filename' column")
+        names = table[column].tolist()
+        for name in names:
+            if not name or Path(name).is_absolute() or ".." in Path(name).parts:
+                raise InputError(f"{filepaths}: {name!r} must be a path inside {videos}")
+        duplicated = pd.Series(names)[pd.Series(names).duplicated()]
+        if len(duplicated):
+            raise InputError(f"{filepaths}: {duplicated.iloc[0]!r} is listed twice")
+        return names
+    found = sorted(p.relative_to(videos).as_posix() for p in videos.rglob("*")
+                   if p.is_file() and p.suffix.lower() in VIDEO_EXTENSIONS
+                   and not any(part.startswith(".") for part in p.relative_to(videos).parts))
+    ignored = sum(1 for p in videos.rglob("*") if p.is_file()
+                  and p.suffix.lower() not in VIDEO_EXTENSIONS)
+    if ignored:
+        logger.info("r80: %d file(s) in %s are not videos by their extension and are ignored",
+                    ignored, videos)
+    return found
+
+
+def work_names(paths: list[str], taken: set[str]) -> list[str]:
+    """Flat file names for the work folder's videos/ (the chain's names have no folders):
+    the relative path with '__' for '/', made unique and distinct from the stack's
+    training clips (neighbour features join both by name)."""
+    names, used = [], set(taken)
+    for path in paths:
+        name = path.replace("/", "__")
+        stem, suffix = os.path.splitext(name)
+        counter = 1
+        while name in used:
+            counter += 1
+            name = f"{stem} ({counter}){suffix}"
+        used.add(name)
+        names.append(name)
+    return names
+
+
+def read_user_metadata(path: Path | None, paths: list[str]) -> pd.DataFrame:
+    """capture_time and camera per relative path from the user's table (by relative path,
+    or by file name when that is unique)."""
+    columns = ["capture_time", "camera"]
+    if path is None:
+        return pd.DataFrame(index=paths, columns=columns, dtype=object)
+    try:
+        table = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as error:
+        raise InputError(f"{path}: not a readable CSV ({error})") from None
+    if "filename" not in table.columns:
+        raise InputError(f"{path}: needs a 'filename' column (the path relative to the videos "
+                         f"folder)")
+    if "camera" not in table.columns and "site" in table.columns:
+        table = table.rename(columns={"site": "camera"})
+    table = table.reindex(columns=["filename"] + columns).fillna("")
+    by_path = table.drop_duplicates("filename").set_index("filename")
+    by_name = table.assign(name=table["filename"].map(lambda n: Path(n).name)) \
+        .drop_duplicates("name", keep=False).set_index("name")
+    rows = []
+    for relative in paths:
+        if relative in by_path.index:
+            rows.append(by_path.loc[relative, columns].tolist())
+        elif Path(relative).name in by_name.index:
+            rows.append(by_name.loc[Path(relative).name, columns].tolist())
+        else:
+            rows.append(["", ""])
+    return pd.DataFrame(rows, index=paths, columns=columns)
+
+
+def prepare_work_folder(work: Path, videos: Path, paths: list[str], names: list[str],
+                        classes: list[str], metadata: pd.DataFrame) -> None:
+    """The new clips as a data folder the chain's scripts read: links to the clips, an empty
+    train_labels.csv, the clips as test rows, their camera and capture time."""
+    folder = work / "input" / "videos"
+    folder.mkdir(parents=True, exist_ok=True)
+    wanted = dict(zip(names, paths))
+    for link in folder.iterdir():
+        if link.name not in wanted or not link.is_symlink() or \
+                os.readlink(link) != str((videos / wanted[link.name]).absolute()):
+            link.unlink()
+    for name, relative in wanted.items():
+        link, target = folder / name, (videos / relative).absolute()
+        if not link.is_symlink() and target.exists():
+            link.symlink_to(target)
+    header = pd.DataFrame(columns=["filename"] + classes)
+    _write_if_changed(header, work / "input" / "train_labels.csv")
+    rows = pd.DataFrame(0, index=range(len(names)), columns=classes)
+    rows.insert(0, "filename", names)
+    _write_if_changed(rows, work / "input" / "submission_format.csv")
+    camera = [value or _folder_camera(relative) for value, relative in
+              zip(metadata["camera"].fillna(""), paths)]
+    table = pd.DataFrame({"filename": names, "camera": camera,
+                          "capture_time": metadata["capture_time"].fillna("").tolist()})
+    _write_if_changed(table, work / "input" / "video_metadata.csv")
+
+
+def _folder_camera(relative: str) -> str:
+    """A clip's camera when no table names it: the first folder under the videos folder."""
+    parts = Path(relative).parts
+    return parts[0] if len(parts) > 1 else ""
+
+
+def _write_if_changed(table: pd.DataFrame, path: Path) -> None:
+    text = table.to_csv(index=False)
+    if not path.is_file() or path.read_text(encoding="utf-8") != text:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(path) as temporary:
+            temporary.write_text(text, encoding="utf-8")
+
+
+def run_stage(script: str, work: Path, arguments: list[str], workers: int) -> float:
+    """Runs one of the chain's scripts on the work folder; its failure stops r80."""
+    started = time.perf_counter()
+    command = [sys.executable, str(PROJECT_ROOT / script), "--data", str(work),
+               "--workers", str(workers), *arguments]
+    result = subprocess.run(command, capture_output=True, text=True)
+    log = work / "logs" / f"r80_{Path(script).stem}.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    log.write_text(result.stdout + result.stderr, encoding="utf-8")
+    if result.returncode != 0:
+        lines = [line for line in (result.stderr or result.stdout).splitlines() if line.strip()]
+        raise SystemExit(f"r80: {script} failed on the new clips: "
+                         f"{lines[-1] if lines else 'no output'} (log: {log})")
+    return time.perf_counter() - started
+
+
+def prepare_clips(stack: Path, manifest: dict, work: Path, workers: int) -> dict:
+    """r10, r11 and r12 on the new clips with the stack's settings; seconds per stage."""
+    settings = manifest["settings"]
+    seconds = {"r10": run_stage("r10_preprocess_data.py", work, cli_arguments(settings["r10"]),
+                                workers),
+               "r11": run_stage("r11_get_metadata_table.py", work,
+                                cli_arguments(settings["r11"]), workers)}
+    for name, config in manifest["extractors"].items():
+        tunables = {key: value for key, value in config.items()
+                    if key not in ("extractor", "frames_config", "hash", "weights")}
+        seconds[f"r12 {name}"] = run_stage("r12_extract_features.py", work,
+                                           ["--extractor", name, *cli_arguments(tunables)],
+                                           workers)
+        made = read_json(work / "features" / name / "config.json") or {}
+        if made.get("hash") != config["hash"]:
+            raise StackError(f"r80: the {name} features of the new clips were made with other "
+                             f"settings than the stack's ({made.get('hash')} vs "
+                             f"{config['hash']}): check r10/r12 settings")
+    return seconds
+
+
+# ----------------------------------------------------------------------------- predicting
+
+def predict_clips(stack: Path, manifest: dict, work: Path, names: list[str]) -> np.ndarray:
+    """The ensemble's probabilities for the work folder's clips, through the stack."""
+    from a03_models import get_spec, prediction_tables
+    from a05_stacking import (apply_ensemble, build_feature_table, build_features,
+                              predict_saved_stacker)
+    classes = manifest["classes"]
+    level1 = work / "predictions" / "level1"
+    for name, model in manifest["models"].items():
+        config = read_json(stack / "models" / name / "config.json")
+        tta = manifest["settings"]["r40"][name]
+        by_fold, mean = prediction_tables(get_spec(name), names, stack / "models" / name,
+                                          model["folds"], classes, config["settings"],
+                                          tta["time_augmentation"], tta["flip_augmentation"])
+        write_csv(by_fold, level1 / f"{name}_test_by_fold.csv")
+        write_csv(mean, level1 / f"{name}_test.csv")
+    training = pd.read_csv(stack / "training_clips.csv", dtype=str, keep_default_na=False)
+    if manifest["neighbors"]:
+        for name in manifest["neighbors"]["models"]:
+            shutil.copy2(stack / "level1" / f"{name}_train_by_fold.csv",
+                         level1 / f"{name}_train_by_fold.csv")
+        settings = manifest["neighbors"]["settings"]
+        metadata = pd.read_csv(work / "metadata" / "metadata.csv", dtype=str,
+                               keep_default_na=False)[["filename", "camera", "capture_time"]]
+        metadata = pd.concat([training[["filename", "camera", "capture_time"]], metadata],
+                             ignore_index=True)
+        folds = training[["filename", "fold"]].assign(fold=training["fold"].astype(int))
+        _, test_table = build_features(training["filename"].tolist(), names, classes, folds,
+                                       metadata, manifest["neighbors"]["models"],
+                                       tuple(settings["NEIGHBOR_K"]), settings["PER_MODEL"])
+        write_csv(test_table, work / "predictions" / "neighbors_test.csv")
+    ensemble = read_json(stack / "ensemble.json")
+    members = []
+    for name in ensemble["members"]:
+        if ensemble["level"] == "level2":
+            folder = stack / "models" / "level2" / name
+            config = read_json(folder / "config.json")
+            table = build_feature_table("test", names, classes, config["level1_models"],
+                                        config["use_neighbors"])
+            if table.names != config["feature_names"]:
+                raise StackError(f"r80: stacker {name} was fitted on other features than the "
+                                 f"new clips have ({len(config['feature_names'])} vs "
+                                 f"{len(table.names)} columns)")
+            weights = {fold: weights for fold, weights in config["fold_base_weights"]}
+            probabilities = predict_saved_stacker(config["base"], folder, table,
+                                                  np.arange(len(names)), weights, classes,
+                                                  config["settings"])
+            path = work / "predictions" / "level2" / f"{name}_test.csv"
+            write_csv(_frame(names, classes, probabilities), path)
+        else:
+            path = level1 / f"{name}_test.csv"
+        # read back as r60 reads the tables r50 wrote: the same numbers as the chain's
+        members.append(read_prediction_table(path, names, classes)[classes]
+                       .to_numpy(np.float64))
+    return apply_ensemble(np.stack(members), ensemble, classes)
+
+
+def _frame(names, classes, probabilities) -> pd.DataFrame:
+    from a00_common import prediction_frame
+    return prediction_frame(names, classes, probabilities)
+
+
+def clip_status(work: Path, names: list[str]) -> list[str]:
+    """ok, partial: …, or failed: … per clip, from r10's index (probe and decode errors)."""
+    index = pd.read_csv(work / "cache" / "preprocess_index.csv", dtype=str,
+                        keep_default_na=False).set_index("filename")
+    statuses = []
+    for name in names:
+        errors, partial = index.at[name, "errors"], index.at[name, "partial"]
+        if errors and not index.at[name, "frames_path"]:
+            statuses.append(f"failed: {errors}")
+        elif errors or partial:
+            statuses.append(f"partial: {partial or errors}")
+        else:
+            statuses.append("ok")
+    return statuses
+
+
+def prediction_table(paths: list[str], classes: list[str], probabilities: np.ndarray,
+                     statuses: list[str]) -> pd.DataFrame:
+    """predictions.csv: probabilities, the top classes, the blank probability, the status."""
+    table = pd.DataFrame(probabilities, columns=classes)
+    table.insert(0, "filename", paths)
+    order = np.argsort(-probabilities, axis=1, kind="stable")[:, :TOP_CLASSES]
+    for rank in range(min(TOP_CLASSES, len(classes))):
+        table[f"top{rank + 1}_class"] = [classes[i] for i in order[:, rank]]
+        table[f"top{rank + 1}_probability"] = probabilities[np.arange(len(paths)), order[:, rank]]
+    table["blank_probability"] = table["blank"] if "blank" in classes else np.nan
+    table["status"] = statuses
+    return table
+
+
+def camtrap_clips(work: Path, videos: Path, paths: list[str], names: list[str],
+                  statuses: list[str]) -> pd.DataFrame:
+    """What the Camtrap DP tables need per clip: deployment, time, duration, status."""
+    metadata = pd.read_csv(work / "metadata" / "metadata.csv", dtype=str,
+                           keep_default_na=False).set_index("filename").loc[names]
+    timestamps, sources = [], []
+    for relative, time_text, source in zip(paths, metadata["capture_time"],
+                                           metadata["capture_time_source"]):
+        stamp = pd.to_datetime(time_text, errors="coerce", utc=True) if time_text else pd.NaT
+        if pd.isna(stamp) and (videos / relative).is_file():
+            # Camtrap DP needs a time; a copied card keeps its files' times more often than not
+            stamp = pd.Timestamp(os.path.getmtime(videos / relative), unit="s", tz="UTC")
+            source = "file modification time"
+        timestamps.append(stamp)
+        sources.append(source if not pd.isna(stamp) and source != "none" else "")
+    fallback = videos.resolve().name or "videos"
+    return pd.DataFrame({
+        "path": paths,
+        "deployment": [camera or fallback for camera in metadata["camera"]],
+        "timestamp": timestamps, "timestamp_source": sources,
+        "duration": pd.to_numeric(metadata["duration"], errors="coerce").to_numpy(),
+        "status": statuses})
+
+
+def draw_videos(work: Path, out: Path, paths: list[str], names: list[str],
+                classes: list[str], probabilities: np.ndarray, workers: int) -> None:
+    """The clips with their top classes drawn (r70 on the work folder) in OUT/videos."""
+    write_csv(_frame(names, classes, probabilities),
+              work / "predictions" / "ensemble_test.csv")
+    run_stage("r70_create_videos.py", work, ["--split", "test", "--count", str(len(names))],
+              workers)
+    target = out / "videos"
+    target.mkdir(parents=True, exist_ok=True)
+    for relative, name in zip(paths, names):
+        drawn = work / "reports" / "videos" / f"{Path(name).stem}.mp4"
+        if drawn.is_file():
+            destination = target / (Path(relative).with_suffix(".mp4"))
+            destination.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(drawn, destination)
+
+
+def main() -> None:
+    args = parse_config(globals(), __doc__, extra_options={
+        "videos": (None, "folder of the new videos (searched recursively)"),
+        "stack": (None, "a trained data folder, an exported stack folder or a .tar.gz "
+                        "(default: the data folder)"),
+        "out": (None, "output folder (default: data/predict/<videos folder name>)"),
+        "metadata": (None, "CSV: filename (relative to --videos), capture_time, camera or "
+                           "site (default: <videos>/video_metadata.csv if present)"),
+        "filepaths": (None, "CSV with a filepath (or filename) column: predict only these, "
+                            "relative to --videos; a listed file that is absent gets a row"),
+        "deployments": (None, "CSV: deploymentID (camera or folder name), latitude, "
+                              "longitude and any other Camtrap DP deployment field"),
+        "species": (None, "CSV: class, scientificName, observationType, taxonRank (default: "
+                          "the Pri-matrix classes)"),
+        "videos_out": (False, "also write the clips with the top classes drawn (r70)"),
+        "export": (None, "write the data folder's stack to this folder or .tar.gz and exit")})
+    if args.export:
+        export_stack(data_dir(), Path(args.export).absolute())
+        return
+    if not args.videos:
+        raise SystemExit("r80: give --videos DIR (the clips to predict), or --export PATH")
+    videos = Path(args.videos).absolute()
+    if not videos.is_dir():
+        raise SystemExit(f"r80: --videos {videos}: not a folder")
+    out = Path(args.out).absolute() if args.out else DEFAULT_OUT / videos.name
+    work = out / "work"
+    started = time.perf_counter()
+    stack = open_stack(Path(args.stack).absolute() if args.stack else data_dir(), out)
+    manifest = check_stack(stack)
+    classes = manifest["classes"]
+    try:
+        from a06_camtrap_dp import read_deployments, species_table
+        species = species_table(Path(args.species) if args.species else None, classes) \
+            if CAMTRAP_DP else None
+        deployments = read_deployments(Path(args.deployments) if args.deployments else None)
+        paths = find_videos(videos, Path(args.filepaths) if args.filepaths else None)
+        metadata_path = Path(args.metadata) if args.metadata else \
+            (videos / "video_metadata.csv" if (videos / "video_metadata.csv").is_file() else None)
+        metadata = read_user_metadata(metadata_path, paths)
+    except InputError as error:
+        raise SystemExit(f"r80: {error}") from None
+    if not paths:
+        raise SystemExit(f"r80: no videos in {videos} (extensions: "
+                         f"{', '.join(VIDEO_EXTENSIONS)})")
+    training = pd.read_csv(stack / "training_clips.csv", dtype=str, keep_default_na=False)
+    names = work_names(paths, set(training["filename"]))
+    prepare_work_folder(work, videos, paths, names, classes, metadata)
+    logger.info("r80: %d video(s) from %s, stack %s -> %s", len(paths), videos, stack, out)
+    seconds = prepare_clips(stack, manifest, work, args.workers)
+    os.environ["TRAPSTACK_DATA"] = str(work)
+    predicting = time.perf_counter()
+    probabilities = predict_clips(stack, manifest, work, names)
+    seconds["models"] = time.perf_counter() - predicting
+    statuses = clip_status(work, names)
+    table = prediction_table(paths, classes, probabilities, statuses)
+    write_csv(table, out / "predictions.csv")
+    if CAMTRAP_DP:
+        from a06_camtrap_dp import write_package
+        clips = camtrap_clips(work, videos, paths, names, statuses)
+        classified_by = f"trapstack {manifest['commit']} (stack " \
+                        f"{digest_text(manifest['files'])[:12]})"
+        for warning in write_package(out / "camtrap_dp", clips, probabilities, classes,
+                                     species, deployments, MIN_PROBABILITY, classified_by,
+                                     TITLE):
+            logger.warning("r80: Camtrap DP: %s", warning)
+    if args.videos_out:
+        draw_videos(work, out, paths, names, classes, probabilities, args.workers)
+    seconds["total"] = time.perf_counter() - started
+    write_json({"videos": len(paths), "failed": sum(s.startswith("failed") for s in statuses),
+                "seconds": seconds}, out / "timing.json")
+    logger.info("r80: %d video(s), %d ok, %d partial, %d failed in %.1f s -> %s", len(paths),
+                statuses.count("ok"), sum(s.startswith("partial") for s in statuses),
+                sum(s.startswith("failed") for s in statuses), seconds["total"],
+                out / "predictions.csv")
+
+
+if __name__ == "__main__":
+    run_main(main)
