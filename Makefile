@@ -11,12 +11,15 @@ export PYTHONUNBUFFERED := 1
 # Quiet TensorFlow's C++ start-up banner; errors still show.
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: help demo run test tools venv bench clean-demo
+.PHONY: help demo run predict test tools venv bench clean-demo
 
 help:
 	@echo "make demo              install, build the demo data, run the whole chain, print scores"
 	@echo "make run DATA=dir      run the chain on a data folder in the contract layout"
 	@echo "                       (WORKERS=N runs N jobs at once; or set TRAPSTACK_DATA)"
+	@echo "make predict VIDEOS=dir [STACK=data/demo] [OUT=dir] [METADATA=csv] [DEPLOYMENTS=csv]"
+	@echo "                       predict new videos with a trained stack (a data folder or an"
+	@echo "                       exported stack.tar.gz): predictions.csv + a Camtrap DP package"
 	@echo "make test              run the test suite"
 	@echo "make bench             the speed benchmarks (bench/), on the demo data"
 
@@ -52,6 +55,13 @@ run: venv tools
 	@test -n "$(DATA)" || test -n "$$TRAPSTACK_DATA" || { echo "usage: make run DATA=dir"; exit 2; }
 	$(PY) run_all.py $(if $(DATA),--data $(DATA)) --workers $(WORKERS)
 	@$(PY) r60_ensemble.py $(if $(DATA),--data $(DATA)) 2>/dev/null
+
+STACK ?= $(DEMO)
+predict: venv tools
+	@test -n "$(VIDEOS)" || { echo "usage: make predict VIDEOS=dir [STACK=data/demo|stack.tar.gz] [OUT=dir] [METADATA=csv] [DEPLOYMENTS=csv]"; exit 2; }
+	$(PY) r80_predict.py --videos "$(VIDEOS)" --stack "$(STACK)" --workers $(WORKERS) \
+		$(if $(OUT),--out "$(OUT)") $(if $(METADATA),--metadata "$(METADATA)") \
+		$(if $(DEPLOYMENTS),--deployments "$(DEPLOYMENTS)")
 
 test: venv tools
 	$(PY) -m pytest -q tests

@@ -129,22 +129,35 @@ def stable_id(*parts: str) -> str:
     return hashlib.blake2b("\x1f".join(parts).encode(), digest_size=8).hexdigest()
 
 
-def iso_timestamp(value) -> str:
-    """ISO 8601 with a time zone designator, as Camtrap DP requires ("" when unknown)."""
-    if value is None or (isinstance(value, float) and np.isnan(value)) or value is pd.NaT:
+def iso_timestamp(value, round_up: bool = False) -> str:
+    """ISO 8601 in whole seconds with a time zone designator, as Camtrap DP's datetime
+    fields read it ("" when unknown); an end time is rounded up, so it never precedes the
+    last frame."""
+    if value is None or pd.isna(value):
         return ""
     stamp = pd.Timestamp(value)
     if stamp.tzinfo is None:
         stamp = stamp.tz_localize("UTC")
-    return stamp.isoformat().replace("+00:00", "Z")
+    stamp = stamp.ceil("s") if round_up else stamp.floor("s")
+    return stamp.strftime("%Y-%m-%dT%H:%M:%S") + \
+        ("Z" if stamp.utcoffset() == datetime.timedelta(0) else stamp.strftime("%z"))
+
+
+# camera-trap containers that Python's mimetypes table may not know
+VIDEO_MEDIA_TYPES = {".avi": "video/x-msvideo", ".asf": "video/x-ms-asf",
+                     ".wmv": "video/x-ms-wmv", ".mkv": "video/x-matroska",
+                     ".mts": "video/mp2t", ".3gp": "video/3gpp"}
 
 
 def media_type(path: str) -> str:
-    guessed, _ = mimetypes.guess_type(path)
-    if guessed and guessed.split("/")[0] in ("video", "image", "audio"):
+    """The IANA media type of a clip, from its extension (Camtrap DP: video/...)."""
+    suffix = Path(path).suffix.lower()
+    if suffix in VIDEO_MEDIA_TYPES:
+        return VIDEO_MEDIA_TYPES[suffix]
+    guessed, _ = mimetypes.guess_type(path.lower())
+    if guessed and guessed.startswith("video/"):
         return guessed
-    suffix = Path(path).suffix.lower().lstrip(".")
-    return f"video/{ {'avi': 'x-msvideo', 'asf': 'x-ms-asf', 'wmv': 'x-ms-wmv', 'mkv': 'x-matroska'}.get(suffix, suffix or 'unknown')}"
+    return f"video/{suffix.lstrip('.') or 'unknown'}"
 
 
 def observations_of(probabilities: np.ndarray, classes: list[str], species: pd.DataFrame,
@@ -203,7 +216,8 @@ def write_package(folder: Path, clips: pd.DataFrame, probabilities: np.ndarray,
     for row, clip in clips.iterrows():
         start = timestamps[row]
         end = iso_timestamp(pd.Timestamp(clip["timestamp"]) + pd.to_timedelta(
-            clip["duration"], unit="s")) if start and np.isfinite(clip["duration"]) else start
+            clip["duration"], unit="s"), round_up=True) \
+            if start and np.isfinite(clip["duration"]) else start
         base = {"deploymentID": clip["deployment"], "mediaID": media_ids[row],
                 "eventID": media_ids[row], "eventStart": start, "eventEnd": end,
                 "observationLevel": "media", "classificationMethod": "machine",
@@ -240,7 +254,8 @@ def write_package(folder: Path, clips: pd.DataFrame, probabilities: np.ndarray,
         ends = (pd.to_datetime(group["timestamp"], utc=True) + durations).dropna()
         entry = {"deploymentID": deployment, "locationName": deployment,
                  "deploymentStart": iso_timestamp(times.min()) if len(times) else "",
-                 "deploymentEnd": iso_timestamp(ends.max()) if len(ends) else ""}
+                 "deploymentEnd": iso_timestamp(ends.max(), round_up=True) if len(ends)
+                 else ""}
         if known is not None and deployment in known.index:
             given = known.loc[deployment]
             entry.update({key: value for key, value in given.items() if value != ""})

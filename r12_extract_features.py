@@ -226,8 +226,11 @@ def logmel_features(wav_path) -> tuple[np.ndarray, np.ndarray]:
 
 # ----------------------------------------------------------------------------- frames
 
-def load_frames(frames_path: str, frames_per_video: int) -> tuple[np.ndarray | None, str | None]:
-    """r10's frames of one video at IMAGE_SIZE, or (None, why) — None, None without frames."""
+def load_frames(frames_path: str, frames_per_video: int,
+                resize: bool = True) -> tuple[np.ndarray | None, str | None]:
+    """r10's frames of one video at IMAGE_SIZE (as r10 made them with `resize` False: the
+    hashes, whose settings do not include the backbones' image size), or (None, why) —
+    None, None without frames."""
     import cv2
     if not frames_path:  # r10 could not decode it and already has its failure row
         return None, None
@@ -238,7 +241,7 @@ def load_frames(frames_path: str, frames_per_video: int) -> tuple[np.ndarray | N
             or frames.dtype != np.uint8:
         return None, (f"frames file {frames_path} holds {frames.dtype} {frames.shape}, not "
                       f"({frames_per_video}, size, size, 3) uint8: rerun r10 --force")
-    if frames.shape[1:3] != (IMAGE_SIZE, IMAGE_SIZE):
+    if resize and frames.shape[1:3] != (IMAGE_SIZE, IMAGE_SIZE):
         shrinking = frames.shape[1] > IMAGE_SIZE
         frames = np.stack([cv2.resize(frame, (IMAGE_SIZE, IMAGE_SIZE),
                                       interpolation=cv2.INTER_AREA if shrinking
@@ -473,7 +476,8 @@ def extract_simple_shard(extractor: str, shard: pd.DataFrame, number: int,
             continue
         try:
             if extractor == "hashes":
-                frames, failure = load_frames(record.frames_path, frames_per_video)
+                frames, failure = load_frames(record.frames_path, frames_per_video,
+                                              resize=False)
                 if frames is None:
                     builder.put(position, failure=failure, input_digest="" if failure else None)
                     continue

@@ -241,6 +241,18 @@ def test_a_deleted_or_truncated_cache_file_redoes_that_video_only(reference, tmp
         (reference / "cache" / "preprocess_index.csv").read_bytes()
 
 
+def test_a_backbone_setting_changes_no_hash_row(reference, tmp_path):
+    """The hash features are keyed on their own settings only, so another backbone image
+    size must not change them (it did: the frames were resized for the backbones first)."""
+    data = copy_through(reference, tmp_path / "image size", ["cache"])
+    result = run_script("r12_extract_features.py", data, "--extractor", "hashes",
+                        "--image_size", "96")
+    assert result.returncode == 0, result.stderr[-2000:]
+    for name in ("features.npy", "statistics.npy", "config.json"):
+        assert (data / "features" / "hashes" / name).read_bytes() == \
+            (reference / "features" / "hashes" / name).read_bytes(), name
+
+
 # ----------------------------------------------------------------------------- refusals and encodings
 
 def test_r60_refuses_a_submission_with_a_missing_row(reference, tmp_path):
