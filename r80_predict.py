@@ -251,9 +251,12 @@ def open_stack(stack: Path, work: Path) -> Path:
         if folder.exists():
             shutil.rmtree(folder)
         folder.mkdir(parents=True)
-        with tarfile.open(stack) as archive:
-            # "data": no absolute names, no '..', no links out, no devices
-            archive.extractall(folder, filter="data")
+        try:
+            with tarfile.open(stack) as archive:
+                # "data": no absolute names, no '..', no links out, no devices
+                archive.extractall(folder, filter="data")
+        except (tarfile.TarError, OSError) as error:
+            raise StackError(f"{stack}: not a usable stack archive ({error})") from None
     elif (stack / "manifest.json").is_file():
         folder = stack
     elif (stack / "input" / "train_labels.csv").is_file():
