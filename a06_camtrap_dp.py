@@ -83,6 +83,97 @@ OBSERVATION_COLUMNS = ["observationID", "deploymentID", "mediaID", "eventID", "e
                        "classificationProbability", "observationTags", "observationComments"]
 
 
+# The Camtrap DP 1.0.2 fields of the three tables, as Table Schema constraints: what a
+# package must satisfy (types, required fields, vocabularies, ranges, the datetime format,
+# keys). Written from the standard's table definitions (https://camtrap-dp.tdwg.org/data);
+# the tests validate r80's packages against it with frictionless.
+DATETIME = {"type": "datetime", "format": "%Y-%m-%dT%H:%M:%S%z"}
+FIELD_RULES = {
+    "deployments": {
+        "deploymentID": {"type": "string", "constraints": {"required": True, "unique": True}},
+        "latitude": {"type": "number", "constraints": {"required": True, "minimum": -90,
+                                                      "maximum": 90}},
+        "longitude": {"type": "number", "constraints": {"required": True, "minimum": -180,
+                                                       "maximum": 180}},
+        "coordinateUncertainty": {"type": "integer", "constraints": {"minimum": 1}},
+        "deploymentStart": {**DATETIME, "constraints": {"required": True}},
+        "deploymentEnd": {**DATETIME, "constraints": {"required": True}},
+        "cameraDelay": {"type": "integer", "constraints": {"minimum": 0}},
+        "cameraHeight": {"type": "number", "constraints": {"minimum": 0}},
+        "cameraDepth": {"type": "number", "constraints": {"minimum": 0}},
+        "cameraTilt": {"type": "integer", "constraints": {"minimum": -90, "maximum": 90}},
+        "cameraHeading": {"type": "integer", "constraints": {"minimum": 0, "maximum": 360}},
+        "detectionDistance": {"type": "number", "constraints": {"minimum": 0}},
+        "timestampIssues": {"type": "boolean"},
+        "baitUse": {"type": "boolean"},
+        "featureType": {"type": "string", "constraints": {"enum": [
+            "roadPaved", "roadDirt", "trailHiking", "trailGame", "roadUnderpass",
+            "roadOverpass", "roadBridge", "culvert", "burrow", "nestSite", "carcass",
+            "waterSource", "fruitingTree"]}},
+    },
+    "media": {
+        "mediaID": {"type": "string", "constraints": {"required": True, "unique": True}},
+        "deploymentID": {"type": "string", "constraints": {"required": True}},
+        "captureMethod": {"type": "string", "constraints": {"enum": ["activityDetection",
+                                                                     "timeLapse"]}},
+        "timestamp": {**DATETIME, "constraints": {"required": True}},
+        "filePath": {"type": "string", "constraints": {"required": True}},
+        "filePublic": {"type": "boolean", "constraints": {"required": True}},
+        "fileMediatype": {"type": "string", "constraints": {
+            "required": True, "pattern": "^(image|video|audio)/.*$"}},
+        "exifData": {"type": "object"},
+        "favorite": {"type": "boolean"},
+    },
+    "observations": {
+        "observationID": {"type": "string", "constraints": {"required": True, "unique": True}},
+        "deploymentID": {"type": "string", "constraints": {"required": True}},
+        "eventStart": {**DATETIME, "constraints": {"required": True}},
+        "eventEnd": {**DATETIME, "constraints": {"required": True}},
+        "observationLevel": {"type": "string", "constraints": {"required": True,
+                                                               "enum": ["media", "event"]}},
+        "observationType": {"type": "string", "constraints": {"required": True,
+                                                              "enum": list(OBSERVATION_TYPES)}},
+        "cameraSetupType": {"type": "string", "constraints": {"enum": ["setup",
+                                                                       "calibration"]}},
+        "count": {"type": "integer", "constraints": {"minimum": 1}},
+        "lifeStage": {"type": "string", "constraints": {"enum": ["adult", "subadult",
+                                                                 "juvenile"]}},
+        "sex": {"type": "string", "constraints": {"enum": ["female", "male"]}},
+        "individualPositionRadius": {"type": "number", "constraints": {"minimum": 0}},
+        "individualSpeed": {"type": "number", "constraints": {"minimum": 0}},
+        "bboxX": {"type": "number", "constraints": {"minimum": 0, "maximum": 1}},
+        "bboxY": {"type": "number", "constraints": {"minimum": 0, "maximum": 1}},
+        "bboxWidth": {"type": "number", "constraints": {"minimum": 1e-15, "maximum": 1}},
+        "bboxHeight": {"type": "number", "constraints": {"minimum": 1e-15, "maximum": 1}},
+        "classificationMethod": {"type": "string", "constraints": {"enum": ["human",
+                                                                            "machine"]}},
+        "classificationTimestamp": DATETIME,
+        "classificationProbability": {"type": "number", "constraints": {"minimum": 0,
+                                                                       "maximum": 1}},
+    },
+}
+
+
+def table_schema(table: str) -> dict:
+    """The Table Schema of one Camtrap DP table (every column r80 writes, in order)."""
+    columns = {"deployments": DEPLOYMENT_COLUMNS, "media": MEDIA_COLUMNS,
+               "observations": OBSERVATION_COLUMNS}[table]
+    rules = FIELD_RULES[table]
+    schema = {"fields": [{"name": name, **rules.get(name, {"type": "string"})}
+                         for name in columns],
+              "missingValues": [""],
+              "primaryKey": [f"{table[:-1] if table != 'media' else 'media'}ID"]}
+    if table == "media":
+        schema["foreignKeys"] = [{"fields": "deploymentID", "reference": {
+            "resource": "deployments", "fields": "deploymentID"}}]
+    if table == "observations":
+        schema["foreignKeys"] = [
+            {"fields": "deploymentID", "reference": {"resource": "deployments",
+                                                     "fields": "deploymentID"}},
+            {"fields": "mediaID", "reference": {"resource": "media", "fields": "mediaID"}}]
+    return schema
+
+
 def species_table(path: Path | None, classes: list[str]) -> pd.DataFrame:
     """class -> scientificName, observationType, taxonRank for every class of the stack.
 

@@ -4,11 +4,13 @@ The tiny chain's stack is exported once as an archive. Its own test clips, predi
 that archive by a copy of the project in another folder, give its submission's numbers. A
 camera card of awkward files (empty, truncated, AVI, ASF, MP4 with MP3 sound, a name with a
 space and accents, in folders per site) gets a row per video, the bad ones marked, and a
-Camtrap DP package that validates against the published 1.0.2 table schemas.
+Camtrap DP 1.0.2 package that frictionless validates against the standard's table rules
+(and against the published schema files, where CAMTRAP_DP_SCHEMAS points at them).
 """
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -22,7 +24,6 @@ import pytest
 from tiny_chain import PROJECT_ROOT, run_script
 
 pytestmark = pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs ffmpeg")
-SCHEMAS = Path(__file__).parent / "camtrap_dp" / "1.0.2"
 
 
 def ffmpeg(*arguments: str) -> None:
@@ -153,28 +154,38 @@ def test_every_video_on_the_card_has_a_row_and_the_bad_ones_are_marked(card_run)
     np.testing.assert_array_equal(predictions["blank_probability"], predictions["blank"])
 
 
-def camtrap_resources(folder: Path) -> dict:
-    """datapackage.json with each resource's published schema URL replaced by its stored
-    copy (tests/camtrap_dp/1.0.2, byte for byte the release's files)."""
-    descriptor = json.loads((folder / "datapackage.json").read_text(encoding="utf-8"))
-    for resource in descriptor["resources"]:
-        url = resource["schema"]
-        assert url == f"https://raw.githubusercontent.com/tdwg/camtrap-dp/1.0.2/" \
-                      f"{resource['name']}-table-schema.json"
-        resource["schema"] = json.loads((SCHEMAS / url.rsplit("/", 1)[1]).read_text())
-    return descriptor
-
-
-def test_the_camtrap_dp_package_validates_against_the_published_schemas(card_run):
+def validate_package(folder: Path, schemas: Path | None = None):
+    """frictionless' report on the package, each resource checked against the Camtrap DP
+    table schema: a06's (the standard's fields and rules) or, given a folder, the published
+    files of the release (`<table>-table-schema.json`)."""
     from frictionless import Package
+
+    import a06_camtrap_dp as camtrap
+    descriptor = json.loads((folder / "datapackage.json").read_text(encoding="utf-8"))
+    # the profile is a URL frictionless would fetch; its package-level rules are checked
+    # by the test itself
+    descriptor.pop("profile")
+    for resource in descriptor["resources"]:
+        assert resource["schema"] == f"{camtrap.CAMTRAP_DP_BASE}/{resource['name']}" \
+                                     f"-table-schema.json"
+        resource["schema"] = camtrap.table_schema(resource["name"]) if schemas is None else \
+            json.loads((schemas / f"{resource['name']}-table-schema.json").read_text())
+    return Package(descriptor, basepath=str(folder)).validate()
+
+
+def test_the_camtrap_dp_package_validates(card_run):
     out, kinds = card_run
     folder = out / "camtrap_dp"
-    report = Package(camtrap_resources(folder), basepath=str(folder)).validate()
+    report = validate_package(folder)
     assert report.valid, report.flatten(["rowNumber", "fieldName", "type", "note"])[:10]
     descriptor = json.loads((folder / "datapackage.json").read_text(encoding="utf-8"))
-    assert descriptor["profile"].endswith("/1.0.2/camtrap-dp-profile.json")
-    for key in ("created", "contributors", "project", "spatial", "temporal", "taxonomic"):
+    assert descriptor["profile"] == "https://raw.githubusercontent.com/tdwg/camtrap-dp/1.0.2/" \
+                                    "camtrap-dp-profile.json"
+    for key in ("resources", "created", "contributors", "project", "spatial", "temporal",
+                "taxonomic"):
         assert key in descriptor, key
+    assert {"title", "samplingDesign", "captureMethod", "individualAnimals",
+            "observationLevel"} <= set(descriptor["project"])
     media = pd.read_csv(folder / "media.csv", keep_default_na=False)
     assert sorted(media["filePath"]) == sorted(kinds)
     observations = pd.read_csv(folder / "observations.csv", keep_default_na=False)
@@ -183,30 +194,32 @@ def test_the_camtrap_dp_package_validates_against_the_published_schemas(card_run
     assert (observations.set_index("mediaID").loc[failed, "observationType"]
             == "unclassified").all()
     assert set(observations["classificationMethod"]) == {"machine"}
+    names = {entry["scientificName"] for entry in descriptor["taxonomic"]}
+    assert names == set(observations["scientificName"]) - {""}
 
 
-def test_the_camtrap_dp_descriptor_follows_the_profile(card_run):
-    """The package-level rules of the Camtrap DP profile (required properties, project,
-    coverage), checked with jsonschema; the profile's reference to the generic Data
-    Package schema is frictionless' own check above."""
-    import jsonschema
-    from referencing import Registry, Resource
+def test_a_package_that_breaks_the_standard_fails_validation(card_run, tmp_path):
+    """The validation can fail: a deployment without coordinates, an observation type
+    outside the vocabulary, a media row pointing at an unknown deployment."""
     out, _ = card_run
-    descriptor = json.loads((out / "camtrap_dp" / "datapackage.json").read_text())
-    profile = json.loads((SCHEMAS / "camtrap-dp-profile.json").read_text())
-    import frictionless
-    geojson = json.loads((Path(frictionless.__file__).parent / "assets" / "profiles" /
-                          "geojson.json").read_text())
-    registry = Registry().with_resources([
-        ("https://frictionlessdata.io/schemas/data-package.json", Resource.from_contents(
-            {"type": "object"}, default_specification=jsonschema.Draft4Validator.META_SCHEMA
-            and __import__("referencing.jsonschema").jsonschema.DRAFT4)),
-        ("http://json.schemastore.org/geojson.json", Resource.from_contents(
-            geojson, default_specification=__import__("referencing.jsonschema")
-            .jsonschema.DRAFT4))])
-    validator = jsonschema.Draft4Validator(profile, registry=registry)
-    errors = sorted(validator.iter_errors(descriptor), key=lambda error: error.path)
-    assert not errors, [error.message for error in errors[:5]]
+    for table, column, value in (("deployments", "latitude", ""),
+                                 ("observations", "observationType", "animalish"),
+                                 ("media", "deploymentID", "no such camera")):
+        folder = tmp_path / f"{table}_{column}"
+        shutil.copytree(out / "camtrap_dp", folder)
+        frame = pd.read_csv(folder / f"{table}.csv", dtype=str, keep_default_na=False)
+        frame.loc[0, column] = value
+        frame.to_csv(folder / f"{table}.csv", index=False)
+        assert not validate_package(folder).valid, (table, column)
+
+
+@pytest.mark.skipif(not os.environ.get("CAMTRAP_DP_SCHEMAS"),
+                    reason="set CAMTRAP_DP_SCHEMAS to a folder with the published 1.0.2 table "
+                           "schemas (git clone --branch 1.0.2 https://github.com/tdwg/camtrap-dp)")
+def test_the_camtrap_dp_package_validates_against_the_published_files(card_run):
+    out, _ = card_run
+    report = validate_package(out / "camtrap_dp", Path(os.environ["CAMTRAP_DP_SCHEMAS"]))
+    assert report.valid, report.flatten(["rowNumber", "fieldName", "type", "note"])[:10]
 
 
 def test_a_stack_for_other_classes_is_refused_in_one_line(exported, tmp_path):
