@@ -11,7 +11,7 @@ export PYTHONUNBUFFERED := 1
 # Quiet TensorFlow's C++ start-up banner; errors still show.
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: help demo run predict test tools venv bench clean-demo
+.PHONY: help demo run predict predict-demo test tools venv bench clean-demo
 
 help:
 	@echo "make demo              install, build the demo data, run the whole chain, print scores"
@@ -20,6 +20,9 @@ help:
 	@echo "make predict VIDEOS=dir [STACK=data/demo] [OUT=dir] [METADATA=csv] [DEPLOYMENTS=csv]"
 	@echo "                       predict new videos with a trained stack (a data folder or an"
 	@echo "                       exported stack.tar.gz): predictions.csv + a Camtrap DP package"
+	@echo "make predict-demo      after make demo: the demo's 80 test clips as a folder of new"
+	@echo "                       footage through r80; prints the largest difference to the"
+	@echo "                       demo's submission"
 	@echo "make test              run the test suite"
 	@echo "make bench             the speed benchmarks (bench/), on the demo data"
 
@@ -62,6 +65,22 @@ predict: venv tools
 	$(PY) r80_predict.py --videos "$(VIDEOS)" --stack "$(STACK)" --workers $(WORKERS) \
 		$(if $(OUT),--out "$(OUT)") $(if $(METADATA),--metadata "$(METADATA)") \
 		$(if $(DEPLOYMENTS),--deployments "$(DEPLOYMENTS)")
+
+# The demo's test clips as a card of new footage would come: a folder of clips and their
+# site table (video_metadata.csv), not a data folder.
+DEMO_CLIPS := data/demo_test_clips
+predict-demo: venv tools
+	@test -f $(DEMO)/submissions/submission.csv || { echo "run make demo first"; exit 2; }
+	rm -rf $(DEMO_CLIPS) && mkdir -p $(DEMO_CLIPS)
+	tail -n +2 $(DEMO)/input/submission_format.csv | cut -d, -f1 | while read -r name; do \
+		ln -s "$(CURDIR)/$(DEMO)/input/videos/$$name" "$(DEMO_CLIPS)/$$name"; done
+	cp $(DEMO)/input/video_metadata.csv $(DEMO_CLIPS)/video_metadata.csv
+	$(PY) r80_predict.py --videos $(DEMO_CLIPS) --stack $(DEMO) --out data/predict/demo_test_clips \
+		--workers $(WORKERS)
+	@$(PY) -c "import pandas as pd; p = pd.read_csv('data/predict/demo_test_clips/predictions.csv'); \
+		s = pd.read_csv('$(DEMO)/submissions/submission.csv').set_index('filename').loc[p['filename']]; \
+		print(f'{len(p)} clips; largest difference to submission.csv: ' \
+		      f'{abs(p[s.columns].to_numpy() - s.to_numpy()).max():.1e}')"
 
 test: venv tools
 	$(PY) -m pytest -q tests

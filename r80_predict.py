@@ -16,9 +16,9 @@ Writes  OUT/predictions.csv        one row per video: filename (relative to DIR)
                                    and level-2 tables); a rerun reuses it clip by clip
         OUT/stack/                 the stack predicted with (exported from a data folder, or
                                    extracted from an archive)
-Cost    per clip on 2 cores: the decode (~20 ms for a 5 s clip), the backbone forward pass
-        over its sampled frames (~0.3 s for 16 frames of Lite0), the fold models (ms); plus
-        ~20 s of process start-up (TensorFlow) per run (bench/bench_predict.py).
+Cost    on 2 cores (the demo's stack, bench/bench_predict.py): ~0.19 s per clip (decode
+        0.02, backbone 0.07, hashes and audio 0.02, fold models and stackers 0.07) plus ~23 s
+        per run (TensorFlow's start-up, building the 50 fold models).
 
     python r80_predict.py --videos /media/sdcard --out /tmp/check1
     python r80_predict.py --videos new/ --stack stack.tar.gz --metadata new/times.csv
@@ -55,7 +55,7 @@ import numpy as np
 import pandas as pd
 
 from a00_common import (PROJECT_ROOT, InputError, atomic_path, data_dir, digest_text,
-                        file_digest, git_commit, logger, parse_config, read_json,
+                        file_digest, git_commit, logger, parse_config, prediction_frame, read_json,
                         read_prediction_table, read_stamp, run_main, stamp_path, write_csv,
                         write_json)
 
@@ -506,18 +506,13 @@ def predict_clips(stack: Path, manifest: dict, work: Path, names: list[str]) -> 
                                                   np.arange(len(names)), weights, classes,
                                                   config["settings"])
             path = work / "predictions" / "level2" / f"{name}_test.csv"
-            write_csv(_frame(names, classes, probabilities), path)
+            write_csv(prediction_frame(names, classes, probabilities), path)
         else:
             path = level1 / f"{name}_test.csv"
         # read back as r60 reads the tables r50 wrote: the same numbers as the chain's
         members.append(read_prediction_table(path, names, classes)[classes]
                        .to_numpy(np.float64))
     return apply_ensemble(np.stack(members), ensemble, classes)
-
-
-def _frame(names, classes, probabilities) -> pd.DataFrame:
-    from a00_common import prediction_frame
-    return prediction_frame(names, classes, probabilities)
 
 
 def clip_status(work: Path, names: list[str]) -> list[str]:
@@ -577,7 +572,7 @@ def camtrap_clips(work: Path, videos: Path, paths: list[str], names: list[str],
 def draw_videos(work: Path, out: Path, paths: list[str], names: list[str],
                 classes: list[str], probabilities: np.ndarray, workers: int) -> None:
     """The clips with their top classes drawn (r70 on the work folder) in OUT/videos."""
-    write_csv(_frame(names, classes, probabilities),
+    write_csv(prediction_frame(names, classes, probabilities),
               work / "predictions" / "ensemble_test.csv")
     run_stage("r70_create_videos.py", work, ["--split", "test", "--count", str(len(names))],
               workers)
