@@ -117,11 +117,13 @@ FIELD_RULES = {
         "captureMethod": {"type": "string", "constraints": {"enum": ["activityDetection",
                                                                      "timeLapse"]}},
         "timestamp": {**DATETIME, "constraints": {"required": True}},
-        "filePath": {"type": "string", "constraints": {"required": True}},
+        # relative, never starting with '.', '/' or '~', never with '..'
+        "filePath": {"type": "string", "constraints": {
+            "required": True, "pattern": "^(?=^[^./~])(^((?!\\.{2}).)*$).*$"}},
         "filePublic": {"type": "boolean", "constraints": {"required": True}},
         "fileMediatype": {"type": "string", "constraints": {
             "required": True, "pattern": "^(image|video|audio)/.*$"}},
-        "exifData": {"type": "object"},
+        "exifData": {"type": "any"},
         "favorite": {"type": "boolean"},
     },
     "observations": {
@@ -140,6 +142,8 @@ FIELD_RULES = {
                                                                  "juvenile"]}},
         "sex": {"type": "string", "constraints": {"enum": ["female", "male"]}},
         "individualPositionRadius": {"type": "number", "constraints": {"minimum": 0}},
+        "individualPositionAngle": {"type": "number", "constraints": {"minimum": -90,
+                                                                     "maximum": 90}},
         "individualSpeed": {"type": "number", "constraints": {"minimum": 0}},
         "bboxX": {"type": "number", "constraints": {"minimum": 0, "maximum": 1}},
         "bboxY": {"type": "number", "constraints": {"minimum": 0, "maximum": 1}},
@@ -161,8 +165,8 @@ def table_schema(table: str) -> dict:
     rules = FIELD_RULES[table]
     schema = {"fields": [{"name": name, **rules.get(name, {"type": "string"})}
                          for name in columns],
-              "missingValues": [""],
-              "primaryKey": [f"{table[:-1] if table != 'media' else 'media'}ID"]}
+              "missingValues": ["", "NA", "NaN", "nan"],
+              "primaryKey": f"{table[:-1] if table != 'media' else 'media'}ID"}
     if table == "media":
         schema["foreignKeys"] = [{"fields": "deploymentID", "reference": {
             "resource": "deployments", "fields": "deploymentID"}}]

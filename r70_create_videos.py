@@ -302,7 +302,7 @@ def output_path(filename: str) -> Path:
 
 def read_ensemble_tables(classes: list[str]) -> tuple[pd.DataFrame | None, pd.DataFrame | None]:
     """(ensemble OOF, ensemble test) indexed by filename; a missing table is None."""
-    labels_table, _ = load_train_labels()
+    labels_table, _ = load_train_labels(require_rows=False)
     submission = load_submission_format(classes)
     tables = []
     for name, filenames in (("ensemble_oof.csv", labels_table["filename"]),

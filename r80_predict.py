@@ -579,9 +579,12 @@ def draw_videos(work: Path, out: Path, paths: list[str], names: list[str],
     target = out / "videos"
     target.mkdir(parents=True, exist_ok=True)
     for relative, name in zip(paths, names):
-        drawn = work / "reports" / "videos" / f"{Path(name).stem}.mp4"
+        # r70's name for it: the file name, with .mp4 added unless it ends so
+        drawn = work / "reports" / "videos" / (name if name.lower().endswith(".mp4")
+                                               else f"{name}.mp4")
         if drawn.is_file():
-            destination = target / (Path(relative).with_suffix(".mp4"))
+            destination = target / (relative if relative.lower().endswith(".mp4")
+                                    else f"{relative}.mp4")
             destination.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(drawn, destination)
 

@@ -131,7 +131,7 @@ def card_run(exported, tmp_path_factory) -> tuple[Path, dict[str, str]]:
         .to_csv(deployments, index=False)
     out = root / "out"
     result = predict("--videos", root / "DCIM", "--stack", exported, "--out", out,
-                     "--deployments", deployments, "--workers", "2")
+                     "--deployments", deployments, "--workers", "2", "--videos_out")
     assert result.returncode == 0, result.stderr[-3000:]
     return out, kinds
 
@@ -152,6 +152,14 @@ def test_every_video_on_the_card_has_a_row_and_the_bad_ones_are_marked(card_run)
     assert (predictions["top1_class"] == top).all()
     assert (predictions["top1_probability"] >= predictions["top2_probability"]).all()
     np.testing.assert_array_equal(predictions["blank_probability"], predictions["blank"])
+
+
+def test_every_readable_video_is_drawn_with_its_top_classes(card_run):
+    out, kinds = card_run
+    drawn = {str(p.relative_to(out / "videos")) for p in (out / "videos").rglob("*.mp4")}
+    expected = {name if name.lower().endswith(".mp4") else f"{name}.mp4"
+                for name, kind in kinds.items() if kind == "ok"}
+    assert drawn == expected
 
 
 def validate_package(folder: Path, schemas: Path | None = None):
@@ -200,11 +208,13 @@ def test_the_camtrap_dp_package_validates(card_run):
 
 def test_a_package_that_breaks_the_standard_fails_validation(card_run, tmp_path):
     """The validation can fail: a deployment without coordinates, an observation type
-    outside the vocabulary, a media row pointing at an unknown deployment."""
+    outside the vocabulary, a media row pointing at an unknown deployment or outside the
+    package."""
     out, _ = card_run
     for table, column, value in (("deployments", "latitude", ""),
                                  ("observations", "observationType", "animalish"),
-                                 ("media", "deploymentID", "no such camera")):
+                                 ("media", "deploymentID", "no such camera"),
+                                 ("media", "filePath", "../outside the card.mp4")):
         folder = tmp_path / f"{table}_{column}"
         shutil.copytree(out / "camtrap_dp", folder)
         frame = pd.read_csv(folder / f"{table}.csv", dtype=str, keep_default_na=False)
