@@ -41,6 +41,7 @@ what later stages key their own work on.
 from __future__ import annotations
 
 import concurrent.futures
+import json
 import multiprocessing
 import os
 import signal
@@ -378,8 +379,11 @@ def main() -> None:
          for r in records if r.get("partial")]
     # the settings the frames and wav were made with: r80 exports them with a stack, so new
     # clips are prepared the same way
-    write_json({"settings": args.config, "frames_config": config_hash(frames_config())},
-               cache_dir() / "preprocess_settings.json")
+    # as JSON reads it back (lists, not tuples), so an unchanged record is not rewritten
+    settings_record = json.loads(json.dumps({"settings": args.config,
+                                             "frames_config": config_hash(frames_config())}))
+    if read_json(cache_dir() / "preprocess_settings.json") != settings_record:
+        write_json(settings_record, cache_dir() / "preprocess_settings.json")
     if index_path.exists() and not args.force:
         previous = pd.read_csv(index_path, dtype=str, keep_default_na=False)
         stage_failures = cache_dir() / "failures" / "r10.csv"
