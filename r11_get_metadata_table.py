@@ -4,8 +4,8 @@ Reads   input/train_labels.csv, input/submission_format.csv, input/video_metadat
         (optional), cache/preprocess_index.csv and cache/probe/*.json (from r10)
 Writes  metadata/metadata.csv   one row per video (train then test): size_bytes, width,
                                 height, fps, n_frames, duration, codec, bit_rate, rotation,
-                                has_audio, audio stats, capture_time (+ its source), camera,
-                                sequence, readable
+                                has_audio, audio stats, capture_time (+ its source), camera
+                                (+ camera_source: given, inferred or none), sequence, readable
         metadata/folds.csv      filename, fold, sequence — train videos only
 Cost    seconds: reads small JSON files and the wavs once.
 
@@ -22,6 +22,10 @@ changing a label may move existing videos between folds (see PIPELINE.md: why no
 
 Capture time: video_metadata.csv, else the container's creation_time tag; a file's
 modification time only with --trust_file_mtime true (it is usually the copy time).
+Camera: video_metadata.csv's camera (or site), else one inferred from what the clip shows
+and carries (a07_cameras: its background signature, within clips of one frame size, frame
+rate and codec; train clips placed first, so test clips never change a train clip's camera
+and the folds stay a function of the train rows); `camera_source` says which.
 Rerun: redone when either CSV, the site table, r10's index (video contents) or a probe
 changed, or a setting; otherwise "[up to date]".
 """
@@ -44,6 +48,9 @@ SEQUENCE_GAP_MINUTES = 10.0    # same camera, closer in time than this → same 
 # A file's modification time is usually when it was copied, not when it was filmed: by
 # default it is not a capture time (no neighbour or hour-of-day feature uses it)
 TRUST_FILE_MTIME = False
+INFER_CAMERAS = True           # clips without a named camera get one from their background
+CAMERA_DISTANCE = 0.7          # cosine distance of background signatures that cuts a camera
+                               # (bench/results/camera_inference.csv: the demo's distances)
 
 
 def read_video_metadata(filenames: pd.Series) -> pd.DataFrame:
@@ -144,12 +151,31 @@ def build_metadata(videos: pd.DataFrame) -> pd.DataFrame:
         [user_time.notna(), tag_time.notna(), mtime.notna()],
         ["video_metadata", "creation_time_tag", "file_mtime"], "none")
     table["camera"] = user["camera"].fillna("").to_numpy() if "camera" in user.columns else ""
+    table["camera_source"] = np.where(table["camera"] != "", "given", "none")
+    if INFER_CAMERAS and (table["camera"] == "").any():
+        inferred = infer_cameras(table, index)
+        table["camera"], table["camera_source"] = inferred["camera"].to_numpy(), \
+            inferred["camera_source"].to_numpy()
     table["camera_code"] = camera_codes(table["camera"])
     user_sequence = user["sequence"].fillna("").to_numpy() if "sequence" in user.columns \
         else np.full(len(table), "")
     table["user_sequence"] = user_sequence
     table["sequence"] = assign_sequences(table)
     return table.drop(columns=["file_mtime", "creation_time"])
+
+
+def infer_cameras(table: pd.DataFrame, index: pd.DataFrame) -> pd.DataFrame:
+    """camera and camera_source for every row: the named camera, or one inferred from the
+    clip's background and format (a07_cameras), or none for a clip without frames."""
+    from a07_cameras import infer_cameras as infer, signature
+    signatures = {}
+    for filename in table["filename"]:
+        path = index.at[filename, "frames_path"] if filename in index.index else ""
+        if path:
+            frames = np.load(cache_dir() / path, allow_pickle=False)
+            signatures[filename] = signature(frames)
+    return infer(table[["filename", "split", "camera", "width", "height", "fps", "codec"]],
+                 signatures, CAMERA_DISTANCE)
 
 
 def camera_codes(cameras: pd.Series) -> np.ndarray:
