@@ -168,6 +168,11 @@ class FeatureTable:
         """The base: the level-1 blend with these weights (fitted on the outer fold's rows)."""
         self.base_logits = logits(np.tensordot(weights, self.level1, axes=1))
 
+    def set_site(self, values: np.ndarray) -> None:
+        """The site columns' values for the current outer fold (see `site_features`)."""
+        columns = [i for i, name in enumerate(self.names) if name.startswith("site:")]
+        self._matrix[:, columns] = values.astype(np.float32)
+
     def class_columns(self, class_name: str) -> np.ndarray:
         """Columns a per-class model reads: global ones and those of its own class."""
         return np.flatnonzero([owner is None or owner == class_name
@@ -186,9 +191,11 @@ def logits(probabilities: np.ndarray) -> np.ndarray:
 
 
 def build_feature_table(split: str, filenames, classes: list[str], models: list[str],
-                        use_neighbors: bool) -> FeatureTable:
+                        use_neighbors: bool, use_site: bool = False) -> FeatureTable:
     """Label-free features of `filenames`: metadata + statistics, level-1 predictions (OOF for
-    train, fold-mean for test) as logits, their mean ("blend"), and the neighbour features."""
+    train, fold-mean for test) as logits, their mean ("blend"), the neighbour features, and
+    with `use_site` the site columns (NaN until `FeatureTable.set_site` fills them per outer
+    fold: they are made of labels)."""
     from a03_models import load_tabular
     suffix = "oof" if split == "train" else "test"
     tabular = load_tabular(filenames).reset_index(drop=True).add_prefix("meta:")
@@ -213,10 +220,58 @@ def build_feature_table(split: str, filenames, classes: list[str], models: list[
                             "run r48_neighbor_features.py").reset_index(drop=True)
         owners += [_owner(column, classes) for column in table.columns]
         parts.append(table.add_prefix("nb:"))
+    if use_site:
+        names = site_feature_names(classes)
+        parts.append(pd.DataFrame(np.nan, index=range(len(filenames)), columns=names))
+        owners += list(classes) + [None]
     features = pd.concat(parts, axis=1).astype(np.float32)
     features.index = list(filenames)
     return FeatureTable(features, owners, level1)
 
+
+# ----------------------------------------------------------------------------- site features
+
+def site_feature_names(classes: list[str]) -> list[str]:
+    return [f"site:{name}" for name in classes] + ["site:log_clips"]
+
+
+def site_counts(cameras, folds, labels: np.ndarray, classes: list[str]) -> pd.DataFrame:
+    """Per (camera, fold) of the train clips: the number of clips and of positives per class
+    ("" = clips without a camera: they count toward the prior only). What a stack carries
+    instead of the labels."""
+    frame = pd.DataFrame(labels, columns=classes)
+    frame.insert(0, "camera", pd.Series(cameras).fillna("").astype(str).to_numpy())
+    frame.insert(1, "fold", np.asarray(folds, dtype=int))
+    frame.insert(2, "clips", 1)
+    return frame.groupby(["camera", "fold"], as_index=False)[["clips"] + classes].sum()
+
+
+def site_features(cameras, excluded_folds: list, counts: pd.DataFrame, classes: list[str],
+                  smoothing: float) -> np.ndarray:
+    """Per row: its camera's class frequencies over the train clips outside `excluded_folds`
+    of that row (the row's own fold, and the outer fold a stacker is validated on),
+    smoothed toward the same clips' overall frequencies by `smoothing` clips' worth of prior,
+    and the log of how many clips that camera has there. A clip without a camera gets the
+    prior and 0 clips."""
+    cameras = pd.Series(cameras).fillna("").astype(str).to_numpy()
+    output = np.zeros((len(cameras), len(classes) + 1))
+    columns = ["clips"] + list(classes)
+    for excluded in sorted({tuple(sorted(e)) for e in excluded_folds}):
+        rows = np.flatnonzero([tuple(sorted(e)) == excluded for e in excluded_folds])
+        allowed = counts[~counts["fold"].isin(excluded)]
+        totals = allowed[columns].sum().to_numpy(np.float64)
+        prior = (totals[1:] + 0.5) / (totals[0] + 1.0)
+        by_camera = allowed[allowed["camera"] != ""].groupby("camera")[columns].sum()
+        for row in rows:
+            camera = cameras[row]
+            if camera and camera in by_camera.index:
+                values = by_camera.loc[camera].to_numpy(np.float64)
+                clips, positives = values[0], values[1:]
+            else:
+                clips, positives = 0.0, np.zeros(len(classes))
+            output[row, :-1] = (positives + smoothing * prior) / (clips + smoothing)
+            output[row, -1] = np.log1p(clips)
+    return output
 
 
 # ----------------------------------------------------------------------------- stackers
@@ -332,13 +387,21 @@ def apply_stacker_fold(base: str, fitted, table: "FeatureTable", rows) -> np.nda
 
 
 def predict_saved_stacker(base: str, folder: Path, table: "FeatureTable", rows,
-                          fold_weights: dict, classes: list[str], settings: dict) -> np.ndarray:
+                          fold_weights: dict, classes: list[str], settings: dict,
+                          cameras=None) -> np.ndarray:
     """Mean over the saved fold stackers, each on its fold's level-1 blend, clipped to [0, 1].
 
-    `fold_weights` maps fold number -> the blend weights r50 fitted for that fold."""
+    `fold_weights` maps fold number -> the blend weights r50 fitted for that fold. A stacker
+    with site features reads `site_counts.csv` beside its fold files and `cameras` (one per
+    row of the table): each fold's site columns come from the train clips outside it."""
     predictions = []
+    counts = pd.read_csv(folder / "site_counts.csv", dtype={"camera": str},
+                         keep_default_na=False) if settings.get("site_features") else None
     for fold, weights in fold_weights.items():
         table.set_base(np.asarray(weights, dtype=np.float64))
+        if counts is not None:
+            table.set_site(site_features(cameras, [{int(fold)}] * len(cameras),
+                                         counts, classes, settings["site_smoothing"]))
         fitted = load_stacker_fold(base, folder, int(fold), classes, len(table.names), settings)
         predictions.append(apply_stacker_fold(base, fitted, table, rows))
     return np.clip(np.mean(predictions, axis=0), 0.0, 1.0)

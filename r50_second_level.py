@@ -38,12 +38,13 @@ import pandas as pd
 from a00_common import (SEED, append_scores, atomic_path, config_hash, data_dir,
                         default_threads, digest_text, fit_blend_weights, git_commit, level1_dir,
                         level2_dir, load_folds, load_submission_format, load_train_labels,
-                        log_outcome, logger, mean_log_loss, models_dir, outdated_reason,
+                        log_outcome, logger, mean_log_loss, metadata_dir, models_dir,
+                        outdated_reason,
                         parse_config, prediction_frame, predictions_dir, print_jobs,
                         prior_probabilities, progress, read_stamp, run_main, set_seeds,
                         write_csv, write_json, write_stamp)
 from a05_stacking import (FeatureTable, Standardizer, apply_stacker_fold, build_feature_table,
-                          build_mlp, load_stacker_fold)
+                          build_mlp, load_stacker_fold, site_counts, site_features)
 
 STACKERS = ("lgbm", "xgb", "mlp")   # a plain run fits these
 STACKER_SEED = SEED
@@ -63,6 +64,10 @@ XGB_MAX_DEPTH = 3
 XGB_COLSAMPLE = 0.3
 # --- GBMs
 EARLY_STOPPING_ROUNDS = 50
+# --- site features: per camera, its class frequencies among the train clips outside a row's
+# own fold (and the outer fold), smoothed toward the prior; a `_no_site` stacker leaves them out
+SITE_FEATURES = True
+SITE_SMOOTHING = 10.0               # clips' worth of prior mixed into a camera's frequencies
 THREADS = 0                         # per job; 0 = TRAPSTACK_THREADS (run_all.py: cores/workers)
                                     # or every core
 # --- MLP
@@ -76,17 +81,23 @@ MLP_BATCH_SIZE = 64
 
 _BASE_STACKERS = ("lgbm", "xgb", "mlp")
 _NO_NEIGHBORS_SUFFIX = "_no_neighbors"
+_NO_SITE_SUFFIX = "_no_site"
 
 
-def parse_stacker(name: str) -> tuple[str, bool]:
-    """'xgb_no_neighbors' -> ('xgb', False); unknown names stop with the known ones."""
-    base, use_neighbors = name, True
-    if name.endswith(_NO_NEIGHBORS_SUFFIX):
-        base, use_neighbors = name[:-len(_NO_NEIGHBORS_SUFFIX)], False
+def parse_stacker(name: str) -> tuple[str, bool, bool]:
+    """'xgb_no_neighbors' -> ('xgb', False, True): base, neighbour features, site features
+    (each ablation a suffix, in any order); unknown names stop with the known ones."""
+    base, use_neighbors, use_site = name, True, True
+    while base.endswith((_NO_NEIGHBORS_SUFFIX, _NO_SITE_SUFFIX)):
+        if base.endswith(_NO_SITE_SUFFIX):
+            base, use_site = base[:-len(_NO_SITE_SUFFIX)], False
+        else:
+            base, use_neighbors = base[:-len(_NO_NEIGHBORS_SUFFIX)], False
     if base not in _BASE_STACKERS:
         raise SystemExit(f"r50: unknown stacker {name!r}; known: "
-                         f"{', '.join(_BASE_STACKERS)} (each also with {_NO_NEIGHBORS_SUFFIX})")
-    return base, use_neighbors
+                         f"{', '.join(_BASE_STACKERS)} (each also with {_NO_NEIGHBORS_SUFFIX} "
+                         f"and/or {_NO_SITE_SUFFIX})")
+    return base, use_neighbors, use_site
 
 
 def stacker_settings(base: str) -> dict:
@@ -278,8 +289,9 @@ def fit_mlp(features, base, labels, fit_rows, stop_rows, settings, weights_path)
 # ----------------------------------------------------------------------------- one stacker
 
 def run_stacker(name: str, force: bool) -> None:
-    base, use_neighbors = parse_stacker(name)
-    settings = stacker_settings(base)
+    base, use_neighbors, use_site = parse_stacker(name)
+    settings = {**stacker_settings(base), "site_features": SITE_FEATURES and use_site,
+                "site_smoothing": SITE_SMOOTHING}
     labels_table, classes = load_train_labels()
     submission = load_submission_format(classes)
     folds = load_folds(labels_table["filename"])
@@ -313,15 +325,23 @@ def run_stacker(name: str, force: bool) -> None:
     # threads change speed, not results, so they stay out of the stamp
     settings = {**settings, "threads": THREADS or default_threads()}
     train_table = build_feature_table("train", labels_table["filename"], classes, models,
-                                      use_neighbors)
+                                      use_neighbors, settings["site_features"])
     test_table = build_feature_table("test", submission["filename"], classes, models,
-                                     use_neighbors)
+                                     use_neighbors, settings["site_features"])
     feature_names = train_table.names
     labels = labels_table[classes].to_numpy(np.float32)
     fold_of_row = folds["fold"].to_numpy()
     sequences = folds["sequence"].astype(str).to_numpy() if "sequence" in folds.columns \
         else labels_table["filename"].to_numpy()
     folder = models_dir("level2") / name
+    if settings["site_features"]:
+        metadata = pd.read_csv(metadata_dir() / "metadata.csv", dtype=str,
+                               keep_default_na=False).set_index("filename")
+        train_cameras = metadata.loc[train_names, "camera"].to_numpy()
+        test_cameras = metadata.loc[test_names, "camera"].to_numpy()
+        counts = site_counts(train_cameras, fold_of_row, labels, classes)
+        # what r80 needs for new clips' site columns: counts per camera and fold, no labels
+        write_csv(counts, folder / "site_counts.csv")
     oof = np.full(labels.shape, np.nan)
     test_predictions, importance, scores = [], np.zeros(len(feature_names)), []
     base_weights = []
@@ -340,6 +360,14 @@ def run_stacker(name: str, force: bool) -> None:
         train_table.set_base(blend_weights)
         test_table.set_base(blend_weights)
         base_weights.append([fold, blend_weights.tolist()])
+        if settings["site_features"]:
+            # made of labels, so per outer fold: a train row sees the train clips outside its
+            # own fold and this one; validation and test rows, those outside this fold
+            train_table.set_site(site_features(
+                train_cameras, [{int(own), fold} for own in fold_of_row], counts, classes,
+                SITE_SMOOTHING))
+            test_table.set_site(site_features(test_cameras, [{fold}] * len(test_cameras),
+                                              counts, classes, SITE_SMOOTHING))
         if base == "lgbm":
             fitted = fit_lightgbm(train_table, train_rows, labels[train_rows], fit_local,
                                   stop_local, settings, prior, classes)
@@ -396,7 +424,8 @@ def run_stacker(name: str, force: bool) -> None:
     append_scores(scores)
     logger.info("r50 %s: OOF log loss %.5f with %d features from %d level-1 model(s)%s -> %s",
                 name, loss, len(feature_names), len(models),
-                "" if use_neighbors else " (no neighbour features)", oof_path)
+                ("" if use_neighbors else " (no neighbour features)")
+                + ("" if settings["site_features"] else " (no site features)"), oof_path)
 
 
 def main() -> None:

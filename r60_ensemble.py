@@ -40,7 +40,7 @@ ENSEMBLE_LEVEL = "level2"      # which tables are blended: "level2" (stackers) o
 WEIGHTS_MODE = "auto"          # "global", "per_class", or "auto" (per class only if it wins
                                # in the nested folds)
 CLIP_CANDIDATES = (1e-15, 1e-6, 1e-5, 1e-4, 1e-3, 3e-3, 1e-2)   # chosen on OOF
-EXCLUDE_MODELS = ("*_no_neighbors",)   # ablations are scored but not blended
+EXCLUDE_MODELS = ("*_no_neighbors", "*_no_site")   # ablations are scored but not blended
 REPORT = True                  # rebuild reports/report.html
 
 

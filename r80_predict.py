@@ -170,7 +170,9 @@ def export_stack(source: Path, destination: Path) -> Path:
         for name, config in stackers.items():
             folder = source / "models" / "level2" / name
             _copy_files(folder, stack / "models" / "level2" / name,
-                        ["config.json"] + [p.name for p in sorted(folder.glob("fold*"))])
+                        ["config.json"] + [p.name for p in sorted(folder.glob("fold*"))]
+                        + (["site_counts.csv"] if config["settings"].get("site_features")
+                           else []))
         for name in neighbor_models:
             _copy_files(source / "predictions" / "level1", stack / "level1",
                         [f"{name}_train_by_fold.csv"])
@@ -490,13 +492,17 @@ def predict_clips(stack: Path, manifest: dict, work: Path, names: list[str]) -> 
                                        tuple(settings["NEIGHBOR_K"]), settings["PER_MODEL"])
         write_csv(test_table, work / "predictions" / "neighbors_test.csv")
     ensemble = read_json(stack / "ensemble.json")
+    # the site columns of a stacker come from the new clips' cameras (by name)
+    cameras = pd.read_csv(work / "metadata" / "metadata.csv", dtype=str, keep_default_na=False) \
+        .set_index("filename").loc[names, "camera"].to_numpy()
     members = []
     for name in ensemble["members"]:
         if ensemble["level"] == "level2":
             folder = stack / "models" / "level2" / name
             config = read_json(folder / "config.json")
             table = build_feature_table("test", names, classes, config["level1_models"],
-                                        config["use_neighbors"])
+                                        config["use_neighbors"],
+                                        config["settings"].get("site_features", False))
             if table.names != config["feature_names"]:
                 raise StackError(f"r80: stacker {name} was fitted on other features than the "
                                  f"new clips have ({len(config['feature_names'])} vs "
@@ -504,7 +510,7 @@ def predict_clips(stack: Path, manifest: dict, work: Path, names: list[str]) -> 
             weights = {fold: weights for fold, weights in config["fold_base_weights"]}
             probabilities = predict_saved_stacker(config["base"], folder, table,
                                                   np.arange(len(names)), weights, classes,
-                                                  config["settings"])
+                                                  config["settings"], cameras)
             path = work / "predictions" / "level2" / f"{name}_test.csv"
             write_csv(prediction_frame(names, classes, probabilities), path)
         else:

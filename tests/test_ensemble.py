@@ -102,8 +102,10 @@ def test_standardizer_fills_gaps_with_training_medians():
 
 
 def test_stacker_names_and_ablations():
-    assert r50.parse_stacker("xgb") == ("xgb", True)
-    assert r50.parse_stacker("mlp_no_neighbors") == ("mlp", False)
+    assert r50.parse_stacker("xgb") == ("xgb", True, True)
+    assert r50.parse_stacker("mlp_no_neighbors") == ("mlp", False, True)
+    assert r50.parse_stacker("lgbm_no_site") == ("lgbm", True, False)
+    assert r50.parse_stacker("lgbm_no_neighbors_no_site") == ("lgbm", False, False)
     with pytest.raises(SystemExit, match="unknown stacker"):
         r50.parse_stacker("catboost")
 
@@ -187,3 +189,31 @@ def test_xgboost_keeps_its_own_number_of_rounds_per_class():
     scanned = r50.best_rounds_per_class(model.get_booster(), noise_and_x.matrix(),
                                         noise_and_x.base_logits, labels, patience=total + 1)
     assert scanned.tolist() == np.argmin(losses, axis=0).tolist()
+
+
+def test_site_features_by_hand_and_never_from_the_folds_they_leave_out():
+    classes = ["blank", "duiker"]
+    cameras = ["A", "A", "A", "B", "B", ""]
+    folds = [0, 1, 2, 0, 1, 2]
+    labels = np.array([[1, 0], [0, 1], [0, 1], [1, 0], [1, 0], [0, 1]], float)
+    counts = stacking.site_counts(cameras, folds, labels, classes)
+    # camera A outside folds 0 and 2: row 1 alone (a duiker); the prior there: rows 1 and 4,
+    # one blank and one duiker of 2 clips -> (1 + 0.5) / (2 + 1) = 0.5 each
+    values = stacking.site_features(["A"], [{0, 2}], counts, classes, smoothing=2.0)
+    np.testing.assert_allclose(values, [[(0 + 2 * 0.5) / 3, (1 + 2 * 0.5) / 3, np.log(2)]])
+    # no camera: the prior outside fold 0 (rows 1, 2, 4, 5: one blank, three duikers), 0 clips
+    values = stacking.site_features([""], [{0}], counts, classes, smoothing=2.0)
+    np.testing.assert_allclose(values, [[1.5 / 5, 3.5 / 5, 0.0]])
+    # flipping fold 2's labels moves no feature of a row that leaves fold 2 out
+    flipped = labels.copy()
+    flipped[[2, 5]] = 1 - flipped[[2, 5]]
+    left_out = [{fold, 2} for fold in folds]
+    before = stacking.site_features(cameras, left_out, counts, classes, 2.0)
+    after = stacking.site_features(cameras, left_out,
+                                   stacking.site_counts(cameras, folds, flipped, classes),
+                                   classes, 2.0)
+    np.testing.assert_array_equal(before, after)
+    assert not np.array_equal(
+        before, stacking.site_features(cameras, [{fold} for fold in folds],
+                                       stacking.site_counts(cameras, folds, flipped, classes),
+                                       classes, 2.0))
