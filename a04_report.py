@@ -153,6 +153,7 @@ def build_report(summary: pd.DataFrame, ensemble_info: dict | None,
              lambda: weights_section(ensemble_info, weights_table)),
             ("folds", "Scores by fold", fold_scores_section),
             ("data", "Data set", lambda: data_set_section(inputs)),
+            ("cameras", "Cameras", lambda: cameras_section(inputs)),
             ("failures", "Failures", failures_section),
             ("settings", "Run settings", lambda: settings_section(ensemble_info)),
         ]
@@ -807,6 +808,82 @@ def data_set_section(inputs: ReportInputs) -> str:
         facts.append(("capture time sources", text))
     source = _relative(metadata_dir() / "metadata.csv")
     return _key_value_table(facts) + f'<p class="note">From {_text(source)}.</p>'
+
+
+CAMERAS_SHOWN = 40              # the cameras with most clips; the rest are counted
+
+
+def cameras_section(inputs: ReportInputs) -> str:
+    """One row per camera: its background, how its id was found, its clips and their split,
+    its format and its most frequent classes among its train clips."""
+    if inputs.metadata is None or "camera" not in inputs.metadata.columns:
+        return _missing(inputs.problems.get("metadata", "No camera column in the metadata."))
+    metadata = inputs.metadata.copy()
+    metadata["camera"] = metadata["camera"].fillna("").astype(str)
+    source = metadata.get("camera_source", pd.Series("given", index=metadata.index))
+    metadata["camera_source"] = source.fillna("none").astype(str)
+    known = metadata[metadata["camera"] != ""]
+    if known.empty:
+        return _missing("No clip has a camera: none was named and none could be inferred.")
+    labels = inputs.labels_table.set_index("filename")[inputs.classes] \
+        if inputs.labels_table is not None else None
+    frames_paths = {}
+    index_path = cache_dir() / "preprocess_index.csv"
+    if index_path.exists():
+        index = pd.read_csv(index_path, dtype=str, keep_default_na=False)
+        frames_paths = dict(zip(index["filename"], index["frames_path"]))
+    groups = sorted(known.groupby("camera"), key=lambda item: (-len(item[1]), item[0]))
+    rows = []
+    for camera, clips in groups[:CAMERAS_SHOWN]:
+        sources = sorted(set(clips["camera_source"]))
+        split = clips["split"].value_counts() if "split" in clips.columns else pd.Series()
+        first = clips.iloc[0]
+        width, height, fps = pd.to_numeric(pd.Series([first.get("width"), first.get("height"),
+                                                      first.get("fps")]), errors="coerce")
+        size = f"{width:.0f}×{height:.0f}" if np.isfinite(width) and np.isfinite(height) \
+            else "size unknown"
+        layout = f"{size} @ {fps:g} fps, {first.get('codec', '')}" if np.isfinite(fps) else size
+        top = ""
+        if labels is not None:
+            train = [name for name in clips["filename"] if name in labels.index]
+            if train:
+                shares = labels.loc[train].mean(axis=0).sort_values(ascending=False).head(3)
+                top = ", ".join(f"{name} {share:.0%}" for name, share in shares.items() if share)
+        thumbnail = _camera_thumbnail(clips, frames_paths)
+        rows.append([thumbnail, _text(camera), _text(" + ".join(sources)), str(len(clips)),
+                     f"{split.get('train', 0)} / {split.get('test', 0)}", _text(layout),
+                     _text(top)])
+    note = (f"{len(known)} of {len(metadata)} clips have a camera: "
+            f"{(metadata['camera_source'] == 'given').sum()} named in video_metadata.csv, "
+            f"{(metadata['camera_source'] == 'inferred').sum()} inferred from their background "
+            f"and format (r11, a07_cameras). The picture is the median of one clip's frames.")
+    if len(groups) > CAMERAS_SHOWN:
+        note += f" {len(groups) - CAMERAS_SHOWN} more cameras with fewer clips are not shown."
+    return _table(["background", "camera", "id", "clips", "train / test", "format",
+                   "top classes (train)"], rows, numeric={3}, escape=False) + \
+        f'<p class="note">{_text(note)}</p>'
+
+
+def _camera_thumbnail(clips: pd.DataFrame, frames_paths: dict) -> str:
+    """A small picture of a camera's view: the median of its first decoded clip's frames,
+    back at the clip's aspect ratio."""
+    import cv2
+    for _, clip in clips.iterrows():
+        path = frames_paths.get(clip["filename"], "")
+        if not path or not (cache_dir() / path).exists():
+            continue
+        frames = np.load(cache_dir() / path, allow_pickle=False)
+        view = np.median(frames, axis=0).astype(np.uint8)
+        width, height = pd.to_numeric(pd.Series([clip.get("width"), clip.get("height")]),
+                                      errors="coerce").fillna(1).to_numpy()
+        shown = (120, max(int(round(120 * height / max(width, 1))), 1))
+        view = cv2.resize(view, shown, interpolation=cv2.INTER_AREA)
+        ok, data = cv2.imencode(".png", cv2.cvtColor(view, cv2.COLOR_RGB2BGR))
+        if ok:
+            encoded = base64.b64encode(data.tobytes()).decode("ascii")
+            return (f'<img width="{shown[0]}" alt="{_text(clip["camera"])}" '
+                    f'src="data:image/png;base64,{encoded}">')
+    return _text("no decoded clip")
 
 
 def failures_section() -> str:

@@ -30,7 +30,7 @@ CLASSES = ["bird", "blank", "other (primate)", "small cat", "cat & <dog>"]
 SECTION_HEADINGS = ["Headline numbers", "Model comparison", "Per-class losses",
                     "Calibration of the ensemble", "Blank vs animal",
                     "Stacker feature importances", "Ensemble weights and clipping",
-                    "Scores by fold", "Data set", "Failures", "Run settings"]
+                    "Scores by fold", "Data set", "Cameras", "Failures", "Run settings"]
 ROWS = 48
 FOLDS = 4
 
@@ -327,3 +327,34 @@ def test_r70_without_predictions_stops_with_one_line(tmp_path):
     assert result.returncode != 0
     assert "r70: no ensemble predictions" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_the_cameras_section_shows_each_camera_its_view_and_whether_it_was_named(tmp_path,
+                                                                                 monkeypatch):
+    monkeypatch.setenv("TRAPSTACK_DATA", str(tmp_path))
+    frames = np.zeros((4, 16, 16, 3), np.uint8)
+    frames[..., 0] = 200
+    (tmp_path / "cache" / "frames").mkdir(parents=True)
+    np.save(tmp_path / "cache" / "frames" / "a.npy", frames)
+    pd.DataFrame({"filename": ["a.mp4", "b.mp4", "c.mp4"],
+                  "frames_path": ["frames/a.npy", "", ""]}) \
+        .to_csv(tmp_path / "cache" / "preprocess_index.csv", index=False)
+    inputs = a04_report.ReportInputs()
+    inputs.metadata = pd.DataFrame({
+        "filename": ["a.mp4", "b.mp4", "c.mp4"], "split": ["train", "train", "test"],
+        "camera": ["inferred-0a1b2c", "inferred-0a1b2c", "north ridge"],
+        "camera_source": ["inferred", "inferred", "given"], "width": [640, 640, 320],
+        "height": [360, 360, 240], "fps": [15.0, 15.0, 10.0], "codec": ["h264"] * 3})
+    inputs.labels_table = pd.DataFrame({"filename": ["a.mp4", "b.mp4"], "blank": [1, 0],
+                                        "duiker": [0, 1]})
+    inputs.classes = ["blank", "duiker"]
+    html = a04_report.cameras_section(inputs)
+    rows = re.findall(r"<tr>(.*?)</tr>", html)[1:]
+    assert len(rows) == 2
+    inferred, named = rows
+    assert "inferred-0a1b2c" in inferred and ">inferred<" in inferred and "2 / 0" in inferred
+    assert "640×360 @ 15 fps, h264" in inferred and "blank 50%, duiker 50%" in inferred
+    assert inferred.count("<img") == 1          # the view of its one decoded clip
+    assert "north ridge" in named and ">given<" in named and "0 / 1" in named
+    assert "no decoded clip" in named
+    assert "1 named in video_metadata.csv, 2 inferred" in html
