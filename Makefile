@@ -66,15 +66,14 @@ predict: venv tools
 		$(if $(OUT),--out "$(OUT)") $(if $(METADATA),--metadata "$(METADATA)") \
 		$(if $(DEPLOYMENTS),--deployments "$(DEPLOYMENTS)")
 
-# The demo's test clips as a card of new footage would come: a folder of clips and their
-# site table (video_metadata.csv), not a data folder.
+# The demo's test clips as a card of new footage would come: a folder of clips, no site
+# table (r80 finds each clip's camera among the stack's by its background).
 DEMO_CLIPS := data/demo_test_clips
 predict-demo: venv tools
 	@test -f $(DEMO)/submissions/submission.csv || { echo "run make demo first"; exit 2; }
 	rm -rf $(DEMO_CLIPS) && mkdir -p $(DEMO_CLIPS)
 	tail -n +2 $(DEMO)/input/submission_format.csv | cut -d, -f1 | while read -r name; do \
 		ln -s "$(CURDIR)/$(DEMO)/input/videos/$$name" "$(DEMO_CLIPS)/$$name"; done
-	cp $(DEMO)/input/video_metadata.csv $(DEMO_CLIPS)/video_metadata.csv
 	$(PY) r80_predict.py --videos $(DEMO_CLIPS) --stack $(DEMO) --out data/predict/demo_test_clips \
 		--workers $(WORKERS)
 	@$(PY) -c "import pandas as pd; p = pd.read_csv('data/predict/demo_test_clips/predictions.csv'); \

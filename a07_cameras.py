@@ -80,18 +80,48 @@ def inferred_name(members: list[str]) -> str:
     return f"inferred-{hashlib.blake2b(first.encode(), digest_size=3).hexdigest()}"
 
 
-def infer_cameras(table: pd.DataFrame, signatures: dict, threshold: float) -> pd.DataFrame:
-    """camera and camera_source ("given", "inferred", "none") for every row of `table`.
+FORMAT_COLUMNS = ["width", "height", "fps", "codec"]
 
-    `table` has filename, split, camera ("" = unknown), width, height, fps, codec;
-    `signatures` maps filename -> signature for the clips with frames."""
-    table = table.reset_index(drop=True)
-    camera = table["camera"].fillna("").astype(str).to_numpy(dtype=object)
-    source = np.where(camera != "", "given", "none").astype(object)
-    keys = list(zip(table["width"].fillna(-1).astype(float),
+
+def format_keys(table: pd.DataFrame) -> list[tuple]:
+    """(width, height, fps, codec) per row: clips of different keys are never one camera."""
+    return list(zip(table["width"].fillna(-1).astype(float),
                     table["height"].fillna(-1).astype(float),
                     table["fps"].fillna(-1).astype(float).round(1),
                     table["codec"].fillna("").astype(str)))
+
+
+def camera_examples(table: pd.DataFrame, signatures: dict, per_camera: int = 20) -> pd.DataFrame:
+    """Up to `per_camera` clips' signatures of every named camera, with its format: what a
+    stack carries so that new clips without a camera can join the cameras it was trained
+    on (r11 --camera_anchors)."""
+    rows = []
+    named = table[(table["camera"].fillna("") != "") & table["filename"].isin(signatures)]
+    for camera, clips in named.sort_values("filename").groupby("camera"):
+        for _, clip in clips.head(per_camera).iterrows():
+            rows.append({"camera": camera, **{c: clip[c] for c in FORMAT_COLUMNS},
+                         **{f"s{i:03d}": value for i, value
+                            in enumerate(signatures[clip["filename"]])}})
+    return pd.DataFrame(rows)
+
+
+def infer_cameras(table: pd.DataFrame, signatures: dict, threshold: float,
+                  known: pd.DataFrame | None = None) -> pd.DataFrame:
+    """camera and camera_source ("given", "inferred", "none") for every row of `table`.
+
+    `table` has filename, split, camera ("" = unknown), width, height, fps, codec;
+    `signatures` maps filename -> signature for the clips with frames; `known` (optional,
+    `camera_examples`' layout) holds cameras from elsewhere that any clip may join."""
+    table = table.reset_index(drop=True)
+    camera = table["camera"].fillna("").astype(str).to_numpy(dtype=object)
+    source = np.where(camera != "", "given", "none").astype(object)
+    keys = format_keys(table)
+    outside = {}
+    if known is not None and len(known):
+        vectors = known[[c for c in known.columns if c.startswith("s")
+                         and c[1:].isdigit()]].to_numpy(np.float64)
+        for key, name, vector in zip(format_keys(known), known["camera"].astype(str), vectors):
+            outside.setdefault(key, {}).setdefault(name, []).append(vector)
     for split_order in (("train",), ("train", "test")):
         # anchors: the cameras known so far, of the splits placed so far
         placed = table["split"].isin(split_order).to_numpy()
@@ -99,7 +129,7 @@ def infer_cameras(table: pd.DataFrame, signatures: dict, threshold: float) -> pd
                    if table.at[row, "filename"] in signatures]
         for key in sorted(set(keys[row] for row in unknown), key=str):
             rows = [row for row in unknown if keys[row] == key]
-            anchors = {}
+            anchors = {name: list(vectors) for name, vectors in outside.get(key, {}).items()}
             for row in np.flatnonzero(placed & (camera != "")):
                 if keys[row] == key and table.at[row, "filename"] in signatures:
                     anchors.setdefault(camera[row], []).append(

@@ -51,6 +51,8 @@ TRUST_FILE_MTIME = False
 INFER_CAMERAS = True           # clips without a named camera get one from their background
 CAMERA_DISTANCE = 0.7          # cosine distance of background signatures that cuts a camera
                                # (bench/results/camera_inference.csv: the demo's distances)
+CAMERA_ANCHORS = ""            # CSV of known cameras' clip signatures that clips may join
+                               # (r80 passes its stack's, a07_cameras.camera_examples)
 
 
 def read_video_metadata(filenames: pd.Series) -> pd.DataFrame:
@@ -174,8 +176,16 @@ def infer_cameras(table: pd.DataFrame, index: pd.DataFrame) -> pd.DataFrame:
         if path:
             frames = np.load(cache_dir() / path, allow_pickle=False)
             signatures[filename] = signature(frames)
+    known = None
+    if CAMERA_ANCHORS:
+        try:
+            known = pd.read_csv(CAMERA_ANCHORS, dtype={"camera": str, "codec": str},
+                                keep_default_na=False)
+        except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as error:
+            raise InputError(f"{CAMERA_ANCHORS}: not a readable camera table ({error})") \
+                from None
     return infer(table[["filename", "split", "camera", "width", "height", "fps", "codec"]],
-                 signatures, CAMERA_DISTANCE)
+                 signatures, CAMERA_DISTANCE, known)
 
 
 def camera_codes(cameras: pd.Series) -> np.ndarray:
@@ -243,7 +253,8 @@ def stage_inputs(settings: dict) -> dict:
               "submission_format": file_digest(input_dir() / "submission_format.csv"),
               "video_metadata": optional_file_digest(input_dir() / "video_metadata.csv"),
               "preprocess_index": file_digest(index_path), "probes": digest_text(probes),
-              "settings": settings}
+              "settings": settings,
+              "camera_anchors": optional_file_digest(CAMERA_ANCHORS) if CAMERA_ANCHORS else ""}
     if TRUST_FILE_MTIME:  # then the files' modification times are inputs too
         inputs["mtimes"] = digest_text([os.path.getmtime(video_path(name))
                                         if video_path(name).is_file() else None

@@ -195,6 +195,8 @@ def export_stack(source: Path, destination: Path) -> Path:
             "camera": metadata.loc[folds["filename"], "camera"].to_numpy(),
             "capture_time": metadata.loc[folds["filename"], "capture_time"].to_numpy()})
         write_csv(training, stack / "training_clips.csv")
+        write_csv(training_camera_examples(source, folds["filename"], metadata),
+                  stack / "camera_signatures.csv")
         write_json(ensemble, stack / "ensemble.json")
         files = {str(p.relative_to(stack)): file_digest(p)
                  for p in sorted(stack.rglob("*")) if p.is_file()}
@@ -233,6 +235,26 @@ def export_stack(source: Path, destination: Path) -> Path:
                 "(%.1f MB)", source, len(models), len(stackers), len(classes), destination,
                 size / 1e6)
     return destination
+
+
+def training_camera_examples(source: Path, train_names, metadata: pd.DataFrame) -> pd.DataFrame:
+    """Background signatures of up to 20 training clips per camera, with the camera's
+    format: new clips that come without a camera name join a training camera they look
+    like, so their neighbour and site features see that camera's training clips."""
+    from a07_cameras import FORMAT_COLUMNS, camera_examples, signature
+    index = pd.read_csv(source / "cache" / "preprocess_index.csv", dtype=str,
+                        keep_default_na=False).set_index("filename")
+    table = metadata.loc[list(train_names)].reset_index()
+    table = table[table["camera"] != ""]
+    table = table[table["filename"].map(lambda name: bool(index.at[name, "frames_path"])
+                                        if name in index.index else False)]
+    chosen = table.sort_values("filename").groupby("camera").head(20)
+    signatures = {name: signature(np.load(source / "cache" / index.at[name, "frames_path"],
+                                          allow_pickle=False))
+                  for name in chosen["filename"]}
+    for column in FORMAT_COLUMNS[:3]:
+        chosen[column] = pd.to_numeric(chosen[column], errors="coerce")
+    return camera_examples(chosen, signatures)
 
 
 def _copy_files(source: Path, destination: Path, names: list[str]) -> None:
@@ -443,8 +465,10 @@ def prepare_clips(stack: Path, manifest: dict, work: Path, workers: int) -> dict
     settings = manifest["settings"]
     seconds = {"r10": run_stage("r10_preprocess_data.py", work, cli_arguments(settings["r10"]),
                                 workers),
-               "r11": run_stage("r11_get_metadata_table.py", work,
-                                cli_arguments(settings["r11"]), workers)}
+               # clips without a camera name may join the cameras the stack was trained on
+               "r11": run_stage("r11_get_metadata_table.py", work, cli_arguments(
+                   {**settings["r11"], "CAMERA_ANCHORS": str(stack / "camera_signatures.csv")}),
+                                workers)}
     for name, config in manifest["extractors"].items():
         tunables = {key: value for key, value in config.items()
                     if key not in ("extractor", "frames_config", "hash", "weights")}

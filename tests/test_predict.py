@@ -85,6 +85,28 @@ def test_the_test_clips_through_a_moved_stack_and_project_give_the_submission(
     assert (statuses.drop(absent) == "ok").all()
 
 
+def test_clips_without_a_site_table_join_the_cameras_the_stack_was_trained_on(
+        reference, exported, tmp_path):
+    """New footage copied without its site table: each clip finds its training camera by
+    its background and format, so its neighbour and site features see that camera."""
+    submission = pd.read_csv(reference / "input" / "submission_format.csv")
+    present = [name for name in submission["filename"]
+               if (reference / "input" / "videos" / name).exists()]
+    folder = tmp_path / "card"
+    folder.mkdir()
+    for name in present:
+        shutil.copy2(reference / "input" / "videos" / name, folder / name)
+    result = predict("--videos", folder, "--stack", exported, "--out", tmp_path / "out",
+                     "--workers", "2")
+    assert result.returncode == 0, result.stderr[-3000:]
+    found = pd.read_csv(tmp_path / "out" / "work" / "metadata" / "metadata.csv",
+                        keep_default_na=False).set_index("filename").loc[present]
+    truth = pd.read_csv(reference / "metadata" / "metadata.csv",
+                        keep_default_na=False).set_index("filename").loc[present]
+    assert (found["camera"] == truth["camera"]).all()
+    assert (found["camera_source"] == "inferred").all()
+
+
 def make_card(folder: Path) -> dict[str, str]:
     """A camera card: {relative path: "ok" or "failed"/"partial"} for every video on it."""
     source = ["-f", "lavfi", "-i", "testsrc=size=96x64:rate=8"]
