@@ -463,12 +463,13 @@ def run_stage(script: str, work: Path, arguments: list[str], workers: int) -> fl
 def prepare_clips(stack: Path, manifest: dict, work: Path, workers: int) -> dict:
     """r10, r11 and r12 on the new clips with the stack's settings; seconds per stage."""
     settings = manifest["settings"]
+    anchors = stack / "camera_signatures.csv"
     seconds = {"r10": run_stage("r10_preprocess_data.py", work, cli_arguments(settings["r10"]),
                                 workers),
                # clips without a camera name may join the cameras the stack was trained on
                "r11": run_stage("r11_get_metadata_table.py", work, cli_arguments(
-                   {**settings["r11"], "CAMERA_ANCHORS": str(stack / "camera_signatures.csv")}),
-                                workers)}
+                   {**settings["r11"], "CAMERA_ANCHORS": str(anchors) if anchors.exists()
+                    else ""}), workers)}
     for name, config in manifest["extractors"].items():
         tunables = {key: value for key, value in config.items()
                     if key not in ("extractor", "frames_config", "hash", "weights")}
