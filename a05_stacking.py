@@ -223,7 +223,7 @@ def build_feature_table(split: str, filenames, classes: list[str], models: list[
     if use_site:
         names = site_feature_names(classes)
         parts.append(pd.DataFrame(np.nan, index=range(len(filenames)), columns=names))
-        owners += list(classes) + [None]
+        owners += list(classes)
     features = pd.concat(parts, axis=1).astype(np.float32)
     features.index = list(filenames)
     return FeatureTable(features, owners, level1)
@@ -232,13 +232,13 @@ def build_feature_table(split: str, filenames, classes: list[str], models: list[
 # ----------------------------------------------------------------------------- site features
 
 def site_feature_names(classes: list[str]) -> list[str]:
-    return [f"site:{name}" for name in classes] + ["site:log_clips"]
+    return [f"site:{name}" for name in classes]
 
 
 def site_counts(cameras, folds, labels: np.ndarray, classes: list[str]) -> pd.DataFrame:
     """Per (camera, fold) of the train clips: the number of clips and of positives per class
     ("" = clips without a camera: they count toward the prior only). What a stack carries
-    instead of the labels."""
+    instead of a label per clip (a camera with one clip in a fold does show its labels)."""
     frame = pd.DataFrame(labels, columns=classes)
     frame.insert(0, "camera", pd.Series(cameras).fillna("").astype(str).to_numpy())
     frame.insert(1, "fold", np.asarray(folds, dtype=int))
@@ -250,11 +250,11 @@ def site_features(cameras, excluded_folds: list, counts: pd.DataFrame, classes: 
                   smoothing: float) -> np.ndarray:
     """Per row: its camera's class frequencies over the train clips outside `excluded_folds`
     of that row (the row's own fold, and the outer fold a stacker is validated on),
-    smoothed toward the same clips' overall frequencies by `smoothing` clips' worth of prior,
-    and the log of how many clips that camera has there. A clip without a camera gets the
-    prior and 0 clips."""
+    smoothed toward the same clips' overall frequencies by `smoothing` clips' worth of prior.
+    A clip without a camera gets the prior. (No clip count: a train row sees fewer folds
+    than a validation or test row, so a count would mean another thing for them.)"""
     cameras = pd.Series(cameras).fillna("").astype(str).to_numpy()
-    output = np.zeros((len(cameras), len(classes) + 1))
+    output = np.zeros((len(cameras), len(classes)))
     columns = ["clips"] + list(classes)
     for excluded in sorted({tuple(sorted(e)) for e in excluded_folds}):
         rows = np.flatnonzero([tuple(sorted(e)) == excluded for e in excluded_folds])
@@ -269,8 +269,7 @@ def site_features(cameras, excluded_folds: list, counts: pd.DataFrame, classes: 
                 clips, positives = values[0], values[1:]
             else:
                 clips, positives = 0.0, np.zeros(len(classes))
-            output[row, :-1] = (positives + smoothing * prior) / (clips + smoothing)
-            output[row, -1] = np.log1p(clips)
+            output[row] = (positives + smoothing * prior) / (clips + smoothing)
     return output
 
 

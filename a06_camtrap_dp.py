@@ -4,8 +4,8 @@ Camtrap DP (https://camtrap-dp.tdwg.org) is the TDWG exchange format for camera-
 that Agouti, Wildlife Insights, camtrapR and GBIF read. r80 writes one package per run:
 
 - `deployments.csv`: one deployment per camera (the `camera`/`site` of the metadata file,
-  else the first folder under the videos folder); coordinates from a deployments table the
-  user gives (`--deployments`), which the standard requires;
+  else the first folder under the videos folder, else the inferred camera); coordinates
+  from a deployments table the user gives (`--deployments`), which the standard requires;
 - `media.csv`: one row per video (its path relative to the videos folder, its capture time);
 - `observations.csv`: media-level machine observations: each class whose probability
   reaches MIN_PROBABILITY (else one `unknown` observation with the top probability);
@@ -198,6 +198,9 @@ def species_table(path: Path | None, classes: list[str]) -> pd.DataFrame:
         if "taxonRank" not in table:
             table["taxonRank"] = ""
     table = table[SPECIES_COLUMNS].astype(str)
+    repeated = table["class"][table["class"].duplicated()]
+    if len(repeated):
+        raise InputError(f"{where}: class {repeated.iloc[0]!r} is listed more than once")
     wrong = table[~table["observationType"].isin(OBSERVATION_TYPES)]
     if len(wrong):
         raise InputError(f"{where}: class {wrong['class'].iloc[0]!r} has observationType "
@@ -274,6 +277,9 @@ def read_deployments(path: Path | None) -> pd.DataFrame:
         raise InputError(f"{path}: not a readable CSV ({error})") from None
     if "deploymentID" not in table:
         raise InputError(f"{path}: needs a deploymentID column (the camera or folder name)")
+    repeated = table["deploymentID"][table["deploymentID"].duplicated()]
+    if len(repeated):
+        raise InputError(f"{path}: deploymentID {repeated.iloc[0]!r} is listed more than once")
     unknown = [c for c in table.columns if c not in DEPLOYMENT_COLUMNS]
     if unknown:
         raise InputError(f"{path}: column(s) {unknown} are not Camtrap DP deployment fields")

@@ -30,6 +30,7 @@ import pandas as pd
 SIGNATURE_SIZE = 64            # grey background resized to this square first
 SIGNATURE_GRID = 16            # gradient magnitudes pooled to this grid (the signature)
 NORMALISE_SIGMA = 4.0          # pixels (of SIGNATURE_SIZE) of the local brightness/contrast
+MAX_CLUSTERED = 5000           # clips clustered at once (a 5000² distance matrix is 200 MB)
 
 
 def background(frames: np.ndarray) -> np.ndarray:
@@ -64,20 +65,46 @@ def cosine_distances(first: np.ndarray, second: np.ndarray) -> np.ndarray:
 
 def cluster(signatures: np.ndarray, threshold: float) -> np.ndarray:
     """Cluster labels 0..k-1 by average-linkage agglomerative clustering, cut at
-    `threshold` (cosine distance)."""
-    if len(signatures) == 1:
+    `threshold` (cosine distance). Above MAX_CLUSTERED clips (the distance matrix grows with
+    their square), a sample of them is clustered, every other clip joins the sampled cluster
+    it is closest to on average if under the threshold, and the clips left are clustered in
+    turn the same way."""
+    count = len(signatures)
+    if count == 1:
         return np.zeros(1, dtype=int)
-    from sklearn.cluster import AgglomerativeClustering
-    model = AgglomerativeClustering(n_clusters=None, distance_threshold=threshold,
-                                    metric="precomputed", linkage="average")
-    return model.fit_predict(cosine_distances(signatures, signatures))
+    if count <= MAX_CLUSTERED:
+        from sklearn.cluster import AgglomerativeClustering
+        model = AgglomerativeClustering(n_clusters=None, distance_threshold=threshold,
+                                        metric="precomputed", linkage="average")
+        return model.fit_predict(cosine_distances(signatures, signatures))
+    random = np.random.default_rng(0)
+    sample = np.sort(random.choice(count, MAX_CLUSTERED, replace=False))
+    labels = np.full(count, -1)
+    labels[sample] = cluster(signatures[sample], threshold)
+    others = np.setdiff1d(np.arange(count), sample)
+    names = np.unique(labels[sample])
+    distances = np.full((len(others), len(names)), np.inf)
+    for start in range(0, len(others), 4096):  # bounded memory: a block of rows at a time
+        block = others[start:start + 4096]
+        for position, name in enumerate(names):
+            members = sample[labels[sample] == name][:200]
+            distances[start:start + len(block), position] = \
+                cosine_distances(signatures[block], signatures[members]).mean(axis=1)
+    nearest = distances.argmin(axis=1)
+    close = distances[np.arange(len(others)), nearest] < threshold
+    labels[others[close]] = names[nearest[close]]
+    rest = others[~close]
+    if len(rest):
+        labels[rest] = cluster(signatures[rest], threshold) + labels.max() + 1
+    return np.unique(labels, return_inverse=True)[1]
 
 
 def inferred_name(members: list[str]) -> str:
     """A camera's inferred id, from its first member's name: stable whatever clips are
     added elsewhere."""
     first = min(members)
-    return f"inferred-{hashlib.blake2b(first.encode(), digest_size=3).hexdigest()}"
+    # 48 bits: two cameras of a large archive never share an id by chance
+    return f"inferred-{hashlib.blake2b(first.encode(), digest_size=6).hexdigest()}"
 
 
 FORMAT_COLUMNS = ["width", "height", "fps", "codec"]
@@ -85,9 +112,9 @@ FORMAT_COLUMNS = ["width", "height", "fps", "codec"]
 
 def format_keys(table: pd.DataFrame) -> list[tuple]:
     """(width, height, fps, codec) per row: clips of different keys are never one camera."""
-    return list(zip(table["width"].fillna(-1).astype(float),
-                    table["height"].fillna(-1).astype(float),
-                    table["fps"].fillna(-1).astype(float).round(1),
+    def number(column):  # a missing value (also "" from a CSV) is a value of its own
+        return pd.to_numeric(table[column], errors="coerce").fillna(-1).astype(float)
+    return list(zip(number("width"), number("height"), number("fps").round(1),
                     table["codec"].fillna("").astype(str)))
 
 
@@ -102,7 +129,8 @@ def camera_examples(table: pd.DataFrame, signatures: dict, per_camera: int = 20)
             rows.append({"camera": camera, **{c: clip[c] for c in FORMAT_COLUMNS},
                          **{f"s{i:03d}": value for i, value
                             in enumerate(signatures[clip["filename"]])}})
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=["camera", *FORMAT_COLUMNS,
+                                       *(f"s{i:03d}" for i in range(SIGNATURE_GRID ** 2))])
 
 
 def infer_cameras(table: pd.DataFrame, signatures: dict, threshold: float,

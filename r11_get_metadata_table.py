@@ -7,7 +7,8 @@ Writes  metadata/metadata.csv   one row per video (train then test): size_bytes,
                                 has_audio, audio stats, capture_time (+ its source), camera
                                 (+ camera_source: given, inferred or none), sequence, readable
         metadata/folds.csv      filename, fold, sequence — train videos only
-Cost    seconds: reads small JSON files and the wavs once.
+Cost    seconds: reads small JSON files and the wavs once; inferring cameras reads each clip's
+        frames once more (~16 ms a clip), only when some clip has no named camera.
 
     python r11_get_metadata_table.py
     python r11_get_metadata_table.py --n_folds 5 --sequence_gap_minutes 10 --force

@@ -129,7 +129,8 @@ def weights_identity(weights: str) -> str:
 def extractor_config(extractor: str, frames_config: str) -> dict:
     base = {"extractor": extractor, "frames_config": frames_config}
     if extractor == "hashes":
-        return {**base, "hash_size": HASH_SIZE, "motion_size": MOTION_SIZE}
+        # "frames": read as r10 made them (no longer resized to the backbones' image size)
+        return {**base, "hash_size": HASH_SIZE, "motion_size": MOTION_SIZE, "frames": "as made"}
     if extractor == "audio_logmel":
         return {**base, "n_mels": N_MELS, "hop_length": HOP_LENGTH, "audio_steps": AUDIO_STEPS,
                 "feature_dtype": FEATURE_DTYPE}

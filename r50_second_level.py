@@ -340,7 +340,7 @@ def run_stacker(name: str, force: bool) -> None:
         train_cameras = metadata.loc[train_names, "camera"].to_numpy()
         test_cameras = metadata.loc[test_names, "camera"].to_numpy()
         counts = site_counts(train_cameras, fold_of_row, labels, classes)
-        # what r80 needs for new clips' site columns: counts per camera and fold, no labels
+        # what r80 needs for new clips' site columns: counts per camera and fold
         write_csv(counts, folder / "site_counts.csv")
     oof = np.full(labels.shape, np.nan)
     test_predictions, importance, scores = [], np.zeros(len(feature_names)), []

@@ -14,8 +14,9 @@ Writes  OUT/predictions.csv        one row per video: filename (relative to DIR)
         OUT/videos/                with --videos_out: the clips with the top classes drawn (r70)
         OUT/work/                  a data folder of the new clips (r10/r11/r12 caches, level-1
                                    and level-2 tables); a rerun reuses it clip by clip
-        OUT/stack/                 the stack predicted with (exported from a data folder, or
-                                   extracted from an archive)
+        OUT/stack/                 the stack predicted with, when it was exported from a data
+                                   folder or extracted from an archive (a stack folder is
+                                   read where it is)
 Cost    on 2 cores (the demo's stack, bench/bench_predict.py): ~0.19 s per clip (decode
         0.02, backbone 0.07, hashes and audio 0.02, fold models and stackers 0.07) plus ~23 s
         per run (TensorFlow's start-up, building the 50 fold models).
@@ -42,6 +43,7 @@ from __future__ import annotations
 
 import datetime
 import importlib.metadata
+import json
 import os
 import shutil
 import subprocess
@@ -97,6 +99,24 @@ def cli_arguments(settings: dict) -> list[str]:
     return arguments
 
 
+def read_stack_json(path: Path):
+    """A JSON file of a stack, or None: never deleted, whatever it holds (the chain's
+    read_json deletes an unreadable cache file; a stack is the user's)."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def plain_name(name, folder: Path, what: str) -> str:
+    """A model, stacker or file name of a manifest, refused unless it stays inside the stack."""
+    text = str(name)
+    parts = Path(text).parts
+    if not text or Path(text).is_absolute() or ".." in parts or "\\" in text:
+        raise StackError(f"{folder}/manifest.json: {what} {text!r} leads outside the stack")
+    return text
+
+
 def stamp_inputs(output: Path) -> dict:
     return (read_json(stamp_path(output)) or {}).get("inputs") or {}
 
@@ -115,7 +135,13 @@ def package_versions() -> dict:
 
 def export_stack(source: Path, destination: Path) -> Path:
     """Writes the stack of the trained data folder `source` to `destination` (a folder, or
-    an archive when the name ends in .tar.gz)."""
+    an archive when the name ends in .tar.gz). An existing folder is replaced only when it
+    is an earlier stack (it has a manifest.json)."""
+    if destination.is_dir() and not (destination / "manifest.json").is_file():
+        raise StackError(f"--export {destination}: a folder that is not a stack; give a new "
+                         f"folder or a .tar.gz name")
+    if destination.is_file() and not destination.name.endswith((".tar.gz", ".tgz")):
+        raise StackError(f"--export {destination}: a file that is not a stack archive")
     from a03_models import get_spec, required_extractors
     ensemble = read_json(source / "reports" / "ensemble.json")
     if ensemble is None:
@@ -157,7 +183,8 @@ def export_stack(source: Path, destination: Path) -> Path:
             test_info = read_json(source / "predictions" / "level1" / f"{name}_test.json") or {}
             if config is None or "settings" not in test_info:
                 raise StackError(f"{source}: model {name} has no trained config or no r40 "
-                                 f"settings: rerun r21/r40 for it")
+                                 f"settings: train it (r21), then r40_process_test.py --model "
+                                 f"{name} --force")
             _copy_files(folder, stack / "models" / name,
                         ["config.json"] + [p.name for p in sorted(folder.glob("fold*"))
                                            if not p.name.endswith("_history.csv")])
@@ -225,10 +252,13 @@ def export_stack(source: Path, destination: Path) -> Path:
                         if path.is_file():
                             archive.add(path, arcname=str(path.relative_to(stack)))
         else:
-            if destination.exists():
-                shutil.rmtree(destination)
             destination.parent.mkdir(parents=True, exist_ok=True)
+            previous = destination.with_name(f".{destination.name}.previous")
+            if destination.exists():
+                # an earlier stack is replaced; anything else is the user's and stays
+                os.replace(destination, previous)
             shutil.move(str(stack), str(destination))
+            shutil.rmtree(previous, ignore_errors=True)
     size = destination.stat().st_size if destination.is_file() else \
         sum(p.stat().st_size for p in destination.rglob("*") if p.is_file())
     logger.info("r80: stack of %s (%d level-1 model(s), %d stacker(s), %d classes) -> %s "
@@ -269,6 +299,10 @@ def open_stack(stack: Path, work: Path) -> Path:
     """The folder of a usable stack: an exported folder as it is, an archive extracted
     (safely) under `work`, a trained data folder exported under `work`. Checked."""
     if stack.is_file():
+        if not hasattr(tarfile, "data_filter"):
+            raise StackError(f"{stack}: this Python's tarfile has no safe extraction filter "
+                             f"(PEP 706, Python 3.11.4+): extract the stack yourself and give "
+                             f"the folder")
         if not tarfile.is_tarfile(stack):
             raise StackError(f"{stack}: not a stack (neither a folder nor a .tar.gz archive)")
         folder = work / "stack"
@@ -293,12 +327,15 @@ def open_stack(stack: Path, work: Path) -> Path:
 
 def check_stack(folder: Path) -> dict:
     """The manifest, after checking it against the files and this machine; one line else."""
-    manifest = read_json(folder / "manifest.json")
-    if manifest is None:
+    manifest = read_stack_json(folder / "manifest.json")
+    if not isinstance(manifest, dict):
         raise StackError(f"{folder}/manifest.json is missing or unreadable")
     if manifest.get("format") != STACK_FORMAT:
         raise StackError(f"{folder}: stack format {manifest.get('format')!r}, this trapstack "
                          f"reads {STACK_FORMAT!r}")
+    for name in [*manifest["files"], *manifest["models"], *manifest["stackers"],
+                 *((manifest.get("neighbors") or {}).get("models") or [])]:
+        plain_name(name, folder, "name")
     for name, digest in manifest["files"].items():
         path = folder / name
         if not path.is_file():
@@ -307,7 +344,7 @@ def check_stack(folder: Path) -> dict:
             raise StackError(f"{folder}: {name} differs from the file manifest.json lists")
     classes = manifest["classes"]
     for name in manifest["models"]:
-        trained = (read_json(folder / "models" / name / "config.json") or {}).get("classes")
+        trained = (read_stack_json(folder / "models" / name / "config.json") or {}).get("classes")
         if trained is not None and list(trained) != list(classes):
             raise StackError(f"{folder}: model {name} was trained on other classes than the "
                              f"manifest lists ({len(trained)} vs {len(classes)})")
@@ -327,8 +364,9 @@ def check_stack(folder: Path) -> dict:
 
 # ----------------------------------------------------------------------------- the new clips
 
-def find_videos(videos: Path, filepaths: Path | None) -> list[str]:
-    """Relative POSIX paths of the clips to predict, sorted (or as --filepaths lists them)."""
+def find_videos(videos: Path, filepaths: Path | None, out: Path) -> list[str]:
+    """Relative POSIX paths of the clips to predict, sorted (or as --filepaths lists them);
+    nothing under `out` (r80's own output, when it sits inside the videos folder)."""
     if filepaths is not None:
         try:
             table = pd.read_csv(filepaths, dtype=str, keep_default_na=False)
@@ -345,11 +383,11 @@ def find_videos(videos: Path, filepaths: Path | None) -> list[str]:
         if len(duplicated):
             raise InputError(f"{filepaths}: {duplicated.iloc[0]!r} is listed twice")
         return names
-    found = sorted(p.relative_to(videos).as_posix() for p in videos.rglob("*")
-                   if p.is_file() and p.suffix.lower() in VIDEO_EXTENSIONS
-                   and not any(part.startswith(".") for part in p.relative_to(videos).parts))
-    ignored = sum(1 for p in videos.rglob("*") if p.is_file()
-                  and p.suffix.lower() not in VIDEO_EXTENSIONS)
+    files = [p for p in videos.rglob("*") if p.is_file() and out not in p.parents
+             and not any(part.startswith(".") for part in p.relative_to(videos).parts)]
+    found = sorted(p.relative_to(videos).as_posix() for p in files
+                   if p.suffix.lower() in VIDEO_EXTENSIONS)
+    ignored = sum(1 for p in files if p.suffix.lower() not in VIDEO_EXTENSIONS)
     if ignored:
         logger.info("r80: %d file(s) in %s are not videos by their extension and are ignored",
                     ignored, videos)
@@ -423,15 +461,16 @@ def prepare_work_folder(work: Path, videos: Path, paths: list[str], names: list[
     rows = pd.DataFrame(0, index=range(len(names)), columns=classes)
     rows.insert(0, "filename", names)
     _write_if_changed(rows, work / "input" / "submission_format.csv")
-    camera = [value or _folder_camera(relative) for value, relative in
-              zip(metadata["camera"].fillna(""), paths)]
-    table = pd.DataFrame({"filename": names, "camera": camera,
+    # the user's cameras only: the others are inferred by r11, which lets them join the
+    # cameras the stack was trained on (a card's folder names say little about that)
+    table = pd.DataFrame({"filename": names, "camera": metadata["camera"].fillna("").tolist(),
                           "capture_time": metadata["capture_time"].fillna("").tolist()})
     _write_if_changed(table, work / "input" / "video_metadata.csv")
 
 
-def _folder_camera(relative: str) -> str:
-    """A clip's camera when no table names it: the first folder under the videos folder."""
+def folder_deployment(relative: str) -> str:
+    """A clip's Camtrap DP deployment when no table names its camera: the first folder
+    under the videos folder ("" at the top)."""
     parts = Path(relative).parts
     return parts[0] if len(parts) > 1 else ""
 
@@ -468,11 +507,12 @@ def prepare_clips(stack: Path, manifest: dict, work: Path, workers: int) -> dict
                                 workers),
                # clips without a camera name may join the cameras the stack was trained on
                "r11": run_stage("r11_get_metadata_table.py", work, cli_arguments(
-                   {**settings["r11"], "CAMERA_ANCHORS": str(anchors) if anchors.exists()
-                    else ""}), workers)}
+                   # a stack from before inferred cameras was trained without them
+                   {"INFER_CAMERAS": False, **settings["r11"],
+                    "CAMERA_ANCHORS": str(anchors) if anchors.exists() else ""}), workers)}
     for name, config in manifest["extractors"].items():
         tunables = {key: value for key, value in config.items()
-                    if key not in ("extractor", "frames_config", "hash", "weights")}
+                    if key not in ("extractor", "frames_config", "hash", "weights", "frames")}
         seconds[f"r12 {name}"] = run_stage("r12_extract_features.py", work,
                                            ["--extractor", name, *cli_arguments(tunables)],
                                            workers)
@@ -592,9 +632,13 @@ def camtrap_clips(work: Path, videos: Path, paths: list[str], names: list[str],
         timestamps.append(stamp)
         sources.append(source if not pd.isna(stamp) and source != "none" else "")
     fallback = videos.resolve().name or "videos"
+    given = metadata["camera_source"].eq("given").to_numpy() \
+        if "camera_source" in metadata.columns else metadata["camera"].ne("").to_numpy()
+    deployments = [camera if named else (folder_deployment(relative) or camera or fallback)
+                   for camera, named, relative in zip(metadata["camera"], given, paths)]
     return pd.DataFrame({
         "path": paths,
-        "deployment": [camera or fallback for camera in metadata["camera"]],
+        "deployment": deployments,
         "timestamp": timestamps, "timestamp_source": sources,
         "duration": pd.to_numeric(metadata["duration"], errors="coerce").to_numpy(),
         "status": statuses})
@@ -611,8 +655,9 @@ def draw_videos(work: Path, out: Path, paths: list[str], names: list[str],
     target.mkdir(parents=True, exist_ok=True)
     for relative, name in zip(paths, names):
         # r70's name for it: the file name, with .mp4 added unless it ends so
-        drawn = work / "reports" / "videos" / (name if name.lower().endswith(".mp4")
-                                               else f"{name}.mp4")
+        flat = name.replace("\\", "__")
+        drawn = work / "reports" / "videos" / (flat if flat.lower().endswith(".mp4")
+                                               else f"{flat}.mp4")
         if drawn.is_file():
             destination = target / (relative if relative.lower().endswith(".mp4")
                                     else f"{relative}.mp4")
@@ -647,6 +692,11 @@ def main() -> None:
     out = Path(args.out).absolute() if args.out else DEFAULT_OUT / videos.name
     work = out / "work"
     started = time.perf_counter()
+    # the results of an earlier run go first: a run that fails must not leave them looking
+    # current
+    for old in ("predictions.csv", "timing.json"):
+        (out / old).unlink(missing_ok=True)
+    shutil.rmtree(out / "camtrap_dp", ignore_errors=True)
     stack = open_stack(Path(args.stack).absolute() if args.stack else data_dir(), out)
     manifest = check_stack(stack)
     classes = manifest["classes"]
@@ -655,7 +705,7 @@ def main() -> None:
         species = species_table(Path(args.species) if args.species else None, classes) \
             if CAMTRAP_DP else None
         deployments = read_deployments(Path(args.deployments) if args.deployments else None)
-        paths = find_videos(videos, Path(args.filepaths) if args.filepaths else None)
+        paths = find_videos(videos, Path(args.filepaths) if args.filepaths else None, out)
         metadata_path = Path(args.metadata) if args.metadata else \
             (videos / "video_metadata.csv" if (videos / "video_metadata.csv").is_file() else None)
         metadata = read_user_metadata(metadata_path, paths)

@@ -94,6 +94,20 @@ def test_test_clips_join_train_cameras_and_never_move_them():
     assert found["camera"].nunique() == 2
 
 
+def test_a_large_group_is_clustered_in_samples_with_the_same_result(monkeypatch):
+    random = np.random.default_rng(1)
+    centres = random.normal(size=(5, 256))
+    centres /= np.linalg.norm(centres, axis=1, keepdims=True)
+    clips = np.repeat(centres, 60, axis=0) + random.normal(scale=0.03, size=(300, 256))
+    clips /= np.linalg.norm(clips, axis=1, keepdims=True)
+    whole = cameras.cluster(clips, DISTANCE)
+    monkeypatch.setattr(cameras, "MAX_CLUSTERED", 50)
+    sampled = cameras.cluster(clips, DISTANCE)
+    truth = np.repeat(np.arange(5), 60)
+    assert cameras.adjusted_rand_index(truth, whole) == 1.0
+    assert cameras.adjusted_rand_index(truth, sampled) == 1.0
+
+
 @pytest.fixture(scope="module")
 def demo_without_site_table(tmp_path_factory):
     """The demo data set, decoded, with its video_metadata.csv taken away."""
