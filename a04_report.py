@@ -872,8 +872,8 @@ def _camera_thumbnail(clips: pd.DataFrame, frames_paths: dict) -> str:
         path = frames_paths.get(clip["filename"], "")
         if not path or not (cache_dir() / path).exists():
             continue
-        frames = np.load(cache_dir() / path, allow_pickle=False)
-        view = np.median(frames, axis=0).astype(np.uint8)
+        from a07_cameras import background
+        view = background(np.load(cache_dir() / path, allow_pickle=False))
         width, height = pd.to_numeric(pd.Series([clip.get("width"), clip.get("height")]),
                                       errors="coerce").fillna(1).to_numpy()
         shown = (120, max(int(round(120 * height / max(width, 1))), 1))

@@ -170,11 +170,14 @@ def build_metadata(videos: pd.DataFrame) -> pd.DataFrame:
 def infer_cameras(table: pd.DataFrame, index: pd.DataFrame) -> pd.DataFrame:
     """camera and camera_source for every row: the named camera, or one inferred from the
     clip's background and format (a07_cameras), or none for a clip without frames."""
-    from a07_cameras import infer_cameras as infer, signature
+    from a07_cameras import format_keys, infer_cameras as infer, signature
+    # only clips of a format that has an unnamed clip can be compared with one
+    keys = format_keys(table)
+    wanted = {key for key, camera in zip(keys, table["camera"]) if camera == ""}
     signatures = {}
-    for filename in table["filename"]:
+    for filename, key in zip(table["filename"], keys):
         path = index.at[filename, "frames_path"] if filename in index.index else ""
-        if path:
+        if path and key in wanted:
             frames = np.load(cache_dir() / path, allow_pickle=False)
             signatures[filename] = signature(frames)
     known = None
