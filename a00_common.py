@@ -317,6 +317,17 @@ def write_json(payload, path: Path | str) -> Path:
     return Path(path)
 
 
+def write_text_if_changed(text: str, path: Path | str) -> bool:
+    """Writes `text` atomically unless the file already holds it (its time then marks when
+    its content last changed, and a rerun that changes nothing touches nothing)."""
+    path = Path(path)
+    if path.is_file() and path.read_text(encoding="utf-8") == text:
+        return False
+    with atomic_path(path) as temporary:
+        temporary.write_text(text, encoding="utf-8")
+    return True
+
+
 def write_array(array: np.ndarray, path: Path | str) -> Path:
     """Saves one array as .npy (no pickle) atomically."""
     with atomic_path(path) as temporary:
@@ -435,6 +446,11 @@ def stamp_path(output: Path | str) -> Path:
 def read_stamp(output: Path | str) -> str | None:
     """The stamp recorded for an output (None when it was never finished)."""
     return (read_json(stamp_path(output)) or {}).get("stamp")
+
+
+def read_stamp_inputs(output: Path | str) -> dict:
+    """What an output was made from, as its stamp records it ({} when none)."""
+    return (read_json(stamp_path(output)) or {}).get("inputs") or {}
 
 
 def outdated_reason(outputs, inputs: dict, force: bool) -> str | None:

@@ -348,15 +348,6 @@ class Standardizer:
 
 # ----------------------------------------------------------------------------- saved stackers
 
-def stacker_fold_files(base: str, folder: Path, fold: int) -> list[Path]:
-    """The files r50 writes for one fold of a stacker (what a stack must carry)."""
-    if base == "lgbm":
-        return [folder / f"fold{fold}.lightgbm.json"]
-    if base == "xgb":
-        return [folder / f"fold{fold}.xgboost.json", folder / f"fold{fold}.xgboost_rounds.json"]
-    return [folder / f"fold{fold}.weights.h5", folder / f"fold{fold}.standardizer.json"]
-
-
 def load_stacker_fold(base: str, folder: Path, fold: int, classes: list[str], feature_count: int,
                       settings: dict):
     """A fitted stacker fold, read back from r50's files."""

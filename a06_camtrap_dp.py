@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import datetime
 import hashlib
-import json
 import mimetypes
 from pathlib import Path
 
@@ -258,7 +257,7 @@ def media_type(path: str) -> str:
     return f"video/{suffix.lstrip('.') or 'unknown'}"
 
 
-def observations_of(probabilities: np.ndarray, classes: list[str], species: pd.DataFrame,
+def observations_of(probabilities: np.ndarray, classes: list[str],
                     min_probability: float) -> list[tuple[str, float]]:
     """The (class, probability) pairs a clip is observed as: every class at or above
     `min_probability`, highest first; else none (the caller writes `unknown`)."""
@@ -328,7 +327,7 @@ def write_package(folder: Path, clips: pd.DataFrame, probabilities: np.ndarray,
                          "observationType": "unclassified",
                          "observationComments": clip["status"]})
             continue
-        found = observations_of(probabilities[row], classes, species, min_probability)
+        found = observations_of(probabilities[row], classes, min_probability)
         if not found:
             top = int(np.argmax(probabilities[row]))
             rows.append({**base, "observationID": stable_id("observation", clip["path"]),
@@ -416,7 +415,3 @@ def descriptor(deployments: pd.DataFrame, media: pd.DataFrame, observations: pd.
                       for name in TABLES],
     }
     return {key: value for key, value in package.items() if value is not None}
-
-
-def read_descriptor(folder: Path) -> dict:
-    return json.loads((folder / "datapackage.json").read_text(encoding="utf-8"))

@@ -56,7 +56,7 @@ from a00_common import (array_digest, cache_dir, config_hash, data_dir, file_dig
                         parse_part, preprocess_done_path, preprocess_plan_path,
                         probe_cache_path, progress, read_json, run_main, safe_cache_name,
                         short_error, video_path, write_array, write_csv, write_json,
-                        write_stage_failures)
+                        write_stage_failures, write_text_if_changed)
 from a01_video_io import VideoError, decode_sampled_frames, extract_audio, probe_video, \
     summarize_probe
 
@@ -379,11 +379,10 @@ def main() -> None:
          for r in records if r.get("partial")]
     # the settings the frames and wav were made with: r80 exports them with a stack, so new
     # clips are prepared the same way
-    # as JSON reads it back (lists, not tuples), so an unchanged record is not rewritten
-    settings_record = json.loads(json.dumps({"settings": args.config,
-                                             "frames_config": config_hash(frames_config())}))
-    if read_json(cache_dir() / "preprocess_settings.json") != settings_record:
-        write_json(settings_record, cache_dir() / "preprocess_settings.json")
+    write_text_if_changed(json.dumps({"settings": args.config,
+                                      "frames_config": config_hash(frames_config())},
+                                     indent=2, sort_keys=True),
+                          cache_dir() / "preprocess_settings.json")
     if index_path.exists() and not args.force:
         previous = pd.read_csv(index_path, dtype=str, keep_default_na=False)
         stage_failures = cache_dir() / "failures" / "r10.csv"

@@ -57,9 +57,9 @@ import numpy as np
 import pandas as pd
 
 from a00_common import (PROJECT_ROOT, InputError, atomic_path, data_dir, digest_text,
-                        file_digest, git_commit, logger, parse_config, prediction_frame, read_json,
-                        read_prediction_table, read_stamp, run_main, stamp_path, write_csv,
-                        write_json)
+                        file_digest, git_commit, logger, parse_config, prediction_frame,
+                        read_json, read_prediction_table, read_stamp, read_stamp_inputs,
+                        run_main, write_csv, write_json, write_text_if_changed)
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".asf", ".wmv", ".mov", ".mkv", ".m4v", ".mpg", ".mpeg",
                     ".webm", ".3gp", ".mts", ".flv")   # case-insensitive; others are ignored
@@ -117,10 +117,6 @@ def plain_name(name, folder: Path, what: str) -> str:
     return text
 
 
-def stamp_inputs(output: Path) -> dict:
-    return (read_json(stamp_path(output)) or {}).get("inputs") or {}
-
-
 def package_versions() -> dict:
     versions = {}
     for name in RECORDED_PACKAGES:
@@ -161,7 +157,7 @@ def export_stack(source: Path, destination: Path) -> Path:
     else:
         level1 = list(ensemble["members"])
     uses_neighbors = any(config["use_neighbors"] for config in stackers.values())
-    neighbor_inputs = stamp_inputs(source / "predictions" / "neighbors_oof.csv")
+    neighbor_inputs = read_stamp_inputs(source / "predictions" / "neighbors_oof.csv")
     neighbor_models = sorted(neighbor_inputs.get("models", {})) if uses_neighbors else []
     if uses_neighbors and not neighbor_models:
         raise StackError(f"{source}/predictions/neighbors_oof.csv has no stamp: rerun r48")
@@ -169,7 +165,7 @@ def export_stack(source: Path, destination: Path) -> Path:
     if r10 is None:
         raise StackError(f"{source}/cache/preprocess_settings.json is missing (made before "
                          f"stacks existed): rerun r10_preprocess_data.py")
-    r11 = stamp_inputs(source / "metadata" / "metadata.csv").get("settings")
+    r11 = read_stamp_inputs(source / "metadata" / "metadata.csv").get("settings")
     if r11 is None:
         raise StackError(f"{source}/metadata/metadata.csv has no stamp: rerun r11")
 
@@ -457,15 +453,15 @@ def prepare_work_folder(work: Path, videos: Path, paths: list[str], names: list[
         if not link.is_symlink() and target.exists():
             link.symlink_to(target)
     header = pd.DataFrame(columns=["filename"] + classes)
-    _write_if_changed(header, work / "input" / "train_labels.csv")
+    write_text_if_changed(header.to_csv(index=False), work / "input" / "train_labels.csv")
     rows = pd.DataFrame(0, index=range(len(names)), columns=classes)
     rows.insert(0, "filename", names)
-    _write_if_changed(rows, work / "input" / "submission_format.csv")
+    write_text_if_changed(rows.to_csv(index=False), work / "input" / "submission_format.csv")
     # the user's cameras only: the others are inferred by r11, which lets them join the
     # cameras the stack was trained on (a card's folder names say little about that)
     table = pd.DataFrame({"filename": names, "camera": metadata["camera"].fillna("").tolist(),
                           "capture_time": metadata["capture_time"].fillna("").tolist()})
-    _write_if_changed(table, work / "input" / "video_metadata.csv")
+    write_text_if_changed(table.to_csv(index=False), work / "input" / "video_metadata.csv")
 
 
 def folder_deployment(relative: str) -> str:
@@ -473,14 +469,6 @@ def folder_deployment(relative: str) -> str:
     under the videos folder ("" at the top)."""
     parts = Path(relative).parts
     return parts[0] if len(parts) > 1 else ""
-
-
-def _write_if_changed(table: pd.DataFrame, path: Path) -> None:
-    text = table.to_csv(index=False)
-    if not path.is_file() or path.read_text(encoding="utf-8") != text:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_path(path) as temporary:
-            temporary.write_text(text, encoding="utf-8")
 
 
 def run_stage(script: str, work: Path, arguments: list[str], workers: int) -> float:
