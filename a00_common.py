@@ -802,6 +802,20 @@ def load_folds(filenames=None) -> pd.DataFrame:
     return folds
 
 
+def inner_split(sequences: np.ndarray, fraction: float, seed: int) -> tuple:
+    """Training rows -> (fit rows, early-stopping rows), given each row's visit: whole visits
+    on one side, a `fraction` of them held out (seeded). Model selection (epochs, rounds,
+    keeping pseudo-labels) reads the held-out rows, never the fold a model predicts."""
+    unique = np.unique(sequences)
+    random = np.random.default_rng(seed)
+    chosen = set(random.choice(unique, size=max(1, int(round(len(unique) * fraction))),
+                               replace=False))
+    held = np.array([s in chosen for s in sequences])
+    if held.all() or not held.any():
+        held = np.arange(len(sequences)) % 5 == 0
+    return np.flatnonzero(~held), np.flatnonzero(held)
+
+
 # ----------------------------------------------------------------------------- subprocess tools
 
 def tool_path(name: str) -> str:

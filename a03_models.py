@@ -751,17 +751,19 @@ def _history_table(history, phase: str, first_epoch: int) -> pd.DataFrame:
     return table
 
 
-def train_keras_fold(spec, inputs, labels, train_rows, validation_rows, fold_dir: Path,
+def train_keras_fold(spec, inputs, labels, fit_rows, stop_rows, fold_dir: Path,
                      fold: int, seed: int, settings: dict, prior: np.ndarray,
                      test_inputs: dict | None = None) -> dict:
-    """Trains one fold; returns history, best validation log loss, pseudo-labelled test rows.
+    """Trains one fold on `fit_rows`; returns history, early-stopping loss, pseudo-labelled
+    test rows. `stop_rows` (held-out training visits) make every choice: the fold's own
+    validation rows are never read, so its OOF predictions are honest.
 
-    Round 1: AdamW, linear warm-up then cosine decay, early stopping on the fold's validation
-    log loss with the best epoch's weights kept. With pseudo_label_epochs > 0, round 2 adds
+    Round 1: AdamW, linear warm-up then cosine decay, early stopping on the log loss of
+    `stop_rows` with the best epoch's weights kept. With pseudo_label_epochs > 0, round 2 adds
     the test videos that this fold's own round-1 model predicts confidently, as soft targets,
-    for a few epochs at a small constant rate; its weights are kept only if the validation
-    loss improves. Test predictions of other folds' models are never used: they saw this
-    fold's labels, which would leak into the validation (and OOF) score.
+    for a few epochs at a small constant rate; its weights are kept only if the loss on
+    `stop_rows` improves. Test predictions of other folds' models are never used: they saw
+    this fold's labels, which would leak into the validation (and OOF) score.
     """
     import keras
     from tqdm import tqdm
@@ -770,15 +772,15 @@ def train_keras_fold(spec, inputs, labels, train_rows, validation_rows, fold_dir
     name = main_input(spec)
     model = build_keras_model(spec, {name: inputs[name].shape[1:]}, labels.shape[1], prior,
                               settings)
-    positive_weights = positive_class_weights(labels[train_rows], settings["class_weighting"])
+    positive_weights = positive_class_weights(labels[fit_rows], settings["class_weighting"])
     loss = (keras.losses.BinaryCrossentropy() if settings["class_weighting"] == "none"
             else weighted_binary_crossentropy(positive_weights))
-    validation_data = batches(spec, inputs, labels[validation_rows].astype(np.float32), 256,
+    validation_data = batches(spec, inputs, labels[stop_rows].astype(np.float32), 256,
                               shuffle=False, augment_batches=False, seed=seed,
-                              rows=validation_rows)
-    train_data = batches(spec, inputs, labels[train_rows].astype(np.float32),
+                              rows=stop_rows)
+    train_data = batches(spec, inputs, labels[fit_rows].astype(np.float32),
                          settings["batch_size"], shuffle=True, augment_batches=True, seed=seed,
-                         rows=train_rows)
+                         rows=fit_rows)
     steps_per_epoch = len(train_data)
     total_steps = steps_per_epoch * settings["epochs"]
     warmup_steps = steps_per_epoch * settings["warmup_epochs"]
@@ -819,9 +821,9 @@ def train_keras_fold(spec, inputs, labels, train_rows, validation_rows, fold_dir
         pseudo_rows = select_pseudo_labels(probabilities, settings["pseudo_label_max_uncertainty"])
         if len(pseudo_rows):
             first_round_weights = model.get_weights()
-            combined_inputs = _concatenate(_take(inputs, train_rows),
+            combined_inputs = _concatenate(_take(inputs, fit_rows),
                                            _take(test_inputs, pseudo_rows))
-            combined_targets = np.concatenate([labels[train_rows],
+            combined_targets = np.concatenate([labels[fit_rows],
                                                probabilities[pseudo_rows]]).astype(np.float32)
             model.compile(optimizer=keras.optimizers.AdamW(
                               settings["pseudo_label_learning_rate"],
@@ -842,7 +844,7 @@ def train_keras_fold(spec, inputs, labels, train_rows, validation_rows, fold_dir
     bar.close()
     with atomic_path(fold_dir / f"fold{fold}.weights.h5") as temporary:  # temp ends .weights.h5
         model.save_weights(str(temporary))
-    return {"history": table, "best_validation_loss": best_loss,
+    return {"history": table, "early_stopping_loss": best_loss,
             "pseudo_labelled_rows": pseudo_rows}
 
 
@@ -873,38 +875,63 @@ def predict_keras(spec, inputs: dict, fold_dir: Path, fold: int, n_classes: int,
 
 # ----------------------------------------------------------------------------- lightgbm
 
-def train_lightgbm_fold(inputs, labels, train_rows, validation_rows, fold_dir: Path, fold: int,
+def train_lightgbm_fold(inputs, labels, fit_rows, stop_rows, fold_dir: Path, fold: int,
                         seed: int, settings: dict, prior: np.ndarray) -> dict:
-    """One binary LightGBM per class; a class with no positives in the fold keeps its prior."""
+    """One binary LightGBM per class: its number of rounds is the best on `stop_rows` (held-out
+    training visits) for a booster fitted on `fit_rows`; the kept booster is refitted on both
+    with that many rounds. The fold's validation rows are never read. A class with no
+    positives among the training rows keeps its prior."""
     import lightgbm
     features = inputs["tabular"]
+    train_rows = np.sort(np.concatenate([fit_rows, stop_rows]))
     positive_weights = positive_class_weights(labels[train_rows], settings["class_weighting"])
     parameters = {key: value for key, value in settings.items()
                   if key not in ("early_stopping_rounds", "class_weighting")}
     if parameters["n_jobs"] == 0:
         parameters["n_jobs"] = 1 if len(train_rows) < LIGHTGBM_THREADED_ROWS \
             else default_threads()
+
+    def classifier(column: int, rounds: int):
+        return lightgbm.LGBMClassifier(**{**parameters, "n_estimators": rounds},
+                                       random_state=seed + column, verbose=-1,
+                                       scale_pos_weight=float(positive_weights[column]))
+
+    # pass 1: each class's best number of rounds on the held-out visits
+    found, stop_losses = {}, {}
+    for column in range(labels.shape[1]):
+        fit_labels = labels[fit_rows, column]
+        if fit_labels.min() == fit_labels.max() or labels[train_rows, column].min() == \
+                labels[train_rows, column].max():
+            continue
+        model = classifier(column, settings["n_estimators"])
+        model.fit(features[fit_rows], fit_labels, eval_X=(features[stop_rows],),
+                  eval_y=(labels[stop_rows, column],),
+                  callbacks=[lightgbm.early_stopping(settings["early_stopping_rounds"],
+                                                     verbose=False)])
+        found[column] = model.best_iteration_ or settings["n_estimators"]
+        stop_losses[column] = model.best_score_["valid_0"]["binary_logloss"]
+    # a class whose positives are all held out has no count of its own: the classes' median
+    typical = int(np.median(list(found.values()))) if found else \
+        settings["early_stopping_rounds"]
+    # pass 2: refit on every training row with that many rounds
     models, history_rows = {}, []
     for column in range(labels.shape[1]):
         train_labels = labels[train_rows, column]
         if train_labels.min() == train_labels.max():
             models[str(column)] = {"constant": float(prior[column])}
             continue
-        model = lightgbm.LGBMClassifier(**parameters, random_state=seed + column, verbose=-1,
-                                        scale_pos_weight=float(positive_weights[column]))
-        model.fit(features[train_rows], train_labels,
-                  eval_X=(features[validation_rows],), eval_y=(labels[validation_rows, column],),
-                  callbacks=[lightgbm.early_stopping(settings["early_stopping_rounds"],
-                                                     verbose=False)])
-        models[str(column)] = {"booster": model.booster_.model_to_string(
-            num_iteration=model.best_iteration_ or -1)}
-        history_rows.append({"class_index": column, "best_iteration": model.best_iteration_,
-                             "validation_loss": model.best_score_["valid_0"]["binary_logloss"]})
+        rounds = found.get(column, typical)
+        model = classifier(column, rounds)
+        model.fit(features[train_rows], train_labels)
+        models[str(column)] = {"booster": model.booster_.model_to_string()}
+        history_rows.append({"class_index": column, "rounds": rounds,
+                             "rounds_from": "own" if column in found else "median",
+                             "early_stopping_loss": stop_losses.get(column, np.nan)})
     write_json(models, fold_dir / f"fold{fold}.lightgbm.json")
-    validation = predict_lightgbm({"tabular": features[validation_rows]}, fold_dir, fold,
-                                  labels.shape[1])
     return {"history": pd.DataFrame(history_rows),
-            "best_validation_loss": mean_log_loss(labels[validation_rows], validation),
+            # the best held-out loss of the classes that had one (mean over classes)
+            "early_stopping_loss": float(np.mean(list(stop_losses.values())))
+            if stop_losses else float("nan"),
             "pseudo_labelled_rows": np.zeros(0, dtype=int)}
 
 
@@ -930,17 +957,20 @@ def fold_output(spec: ModelSpec, fold_dir: Path, fold: int) -> Path:
     return fold_dir / f"fold{fold}.{suffix}"
 
 
-def train_fold(spec, inputs, labels, train_rows, validation_rows, fold_dir, fold, seed,
+def train_fold(spec, inputs, labels, fit_rows, stop_rows, fold_dir, fold, seed,
                settings, prior, test_inputs=None) -> dict:
-    """Trains one (model, fold) job; returns {history, best_validation_loss, pseudo_labelled_rows}.
+    """Trains one (model, fold) job; returns {history, early_stopping_loss,
+    pseudo_labelled_rows}. `fit_rows` and `stop_rows` split the fold's training rows
+    (a00_common.inner_split): every choice is made on `stop_rows`, and the fold's own
+    validation rows are not an argument, so they cannot steer it.
 
     `test_inputs` (the submission videos' inputs) are only read for pseudo-labelling.
     """
     set_seeds(seed)
     if spec.kind == "lightgbm":
-        return train_lightgbm_fold(inputs, labels, train_rows, validation_rows, fold_dir, fold,
+        return train_lightgbm_fold(inputs, labels, fit_rows, stop_rows, fold_dir, fold,
                                    seed, settings, prior)
-    return train_keras_fold(spec, inputs, labels, train_rows, validation_rows, fold_dir, fold,
+    return train_keras_fold(spec, inputs, labels, fit_rows, stop_rows, fold_dir, fold,
                             seed, settings, prior, test_inputs)
 
 

@@ -90,6 +90,7 @@ th{background:#f6f8fa;font-weight:600;border-bottom:1px solid #d0d7de}
 td.number,th.number{text-align:right;font-variant-numeric:tabular-nums}
 tr.muted td{color:#8b949e}
 tr.total td{font-weight:600;border-top:2px solid #d0d7de}
+tr.warn td{background:#fff4e5}
 .badge{display:inline-block;font-size:11px;padding:0 6px;border-radius:9px;margin-left:6px;
  background:#eef1f4;color:#57606a;border:1px solid #d0d7de}
 .bar{display:inline-block;height:9px;border-radius:2px;vertical-align:middle;
@@ -152,6 +153,8 @@ def build_report(summary: pd.DataFrame, ensemble_info: dict | None,
             ("weights", "Ensemble weights and clipping",
              lambda: weights_section(ensemble_info, weights_table)),
             ("folds", "Scores by fold", fold_scores_section),
+            ("adversarial", "Adversarial validation: do test rows look like train rows?",
+             adversarial_section),
             ("data", "Data set", lambda: data_set_section(inputs)),
             ("cameras", "Cameras", lambda: cameras_section(inputs)),
             ("failures", "Failures", failures_section),
@@ -756,6 +759,50 @@ def fold_scores_section() -> str:
             f'</div><p class="note">The latest row of each (stage, model, fold) in '
             f'{_text(_relative(path))}. A large spread across folds means the OOF total hides '
             f'unstable folds.</p>')
+
+
+def adversarial_section() -> str:
+    """r60's adversarial validation: per group of stacker inputs, how well a classifier tells
+    test rows from train rows, and the single inputs that tell them apart best."""
+    groups_path = reports_dir() / "adversarial_validation.csv"
+    inputs_path = reports_dir() / "adversarial_inputs.csv"
+    if not groups_path.exists():
+        return _missing(f"{_relative(groups_path)} is missing (r60 writes it with "
+                        f"--adversarial_validation true).")
+    try:
+        groups = pd.read_csv(groups_path)
+    except pd.errors.EmptyDataError:
+        groups = pd.DataFrame()
+    if groups.empty:
+        return _missing("No adversarial validation: the data set has no test rows (or too few "
+                        "of one split to cross-validate).")
+    rows, row_classes = [], []
+    for row in groups.itertuples():
+        mismatch = str(row.mismatch).lower() == "true"
+        rows.append([row.group, str(row.inputs), _number(row.auc, 3),
+                     _number(row.standard_error, 3),
+                     "differs for test rows" if mismatch else "alike"])
+        row_classes.append("warn" if mismatch else "")
+    html_text = _table(["inputs of the stackers", "columns", "AUC", "± (standard error)",
+                        "train vs test"], rows, numeric={1, 2, 3}, row_classes=row_classes)
+    if inputs_path.exists():
+        try:
+            single = pd.read_csv(inputs_path)
+        except pd.errors.EmptyDataError:
+            single = pd.DataFrame()
+        if not single.empty:
+            html_text += "<h3>The five inputs that tell test rows from train rows best</h3>" + \
+                _table(["input", "group", "AUC alone"],
+                       [[row.input, row.group, _number(row.auc, 3)]
+                        for row in single.itertuples()], numeric={2})
+    note = ("A LightGBM classifier is trained to tell test rows (1) from train rows (0) on each "
+            "group of the stackers' inputs, with 5-fold cross-validation; its AUC is 0.5 when the "
+            "group looks the same for both. A group more than two standard errors above 0.5 "
+            "means something else for test rows than for the train rows the stackers learn from: "
+            "the stackers' OOF score then does not carry over to the test rows. Test rows are "
+            "read as the stackers read them: level-1 predictions of one fold's models (a fold "
+            "drawn per row) and r48's neighbour view. An AUC below 0.5 is noise.")
+    return html_text + f'<p class="note">{_text(note)}</p>'
 
 
 def data_set_section(inputs: ReportInputs) -> str:

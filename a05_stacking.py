@@ -8,7 +8,9 @@ chain's own test rows went through:
 - a stacker's feature table (metadata and statistics, level-1 logits, their blend, the
   neighbour features) and the base logits it corrects;
 - a saved stacker fold (LightGBM per class, XGBoost multi-output, Keras MLP) applied to it;
-- the ensemble's class weights applied to level-2 (or level-1) predictions.
+- the ensemble's class weights applied to level-2 (or level-1) predictions;
+- adversarial validation: how well each group of those inputs tells train rows from test
+  rows (a group that does is one whose meaning differs between them).
 """
 from __future__ import annotations
 
@@ -73,28 +75,68 @@ def neighbor_features(capture_seconds: np.ndarray, groups: np.ndarray, values: n
     return pd.DataFrame(columns)
 
 
-def fold_views(model: str, train_names, test_names, classes, folds: list[int]) -> dict:
-    """{fold f: predictions of fold-f models on all videos (train, then test); 'test': mean}."""
+def fold_views(model: str, train_names, test_names, train_folds, classes,
+               folds: list[int]) -> dict:
+    """{fold g: values of every video in view g (train rows, then test rows)}: a train video
+    of fold g through its OOF prediction (the fold-g model), a test video through the fold-g
+    model's test prediction; rows of other folds are NaN (they are not in view g)."""
     train = pd.read_csv(level1_dir() / f"{model}_train_by_fold.csv", dtype={"filename": str},
                         keep_default_na=False)
     test = pd.read_csv(level1_dir() / f"{model}_test_by_fold.csv", dtype={"filename": str},
                        keep_default_na=False)
     views = {}
     for fold in folds:
-        train_part = train[train["fold"] == fold].set_index("filename").loc[list(train_names)]
+        inside = np.asarray(train_folds) == fold
+        train_part = train[train["fold"] == fold].set_index("filename").reindex(
+            [name for name, own in zip(train_names, inside) if own])
         test_part = test[test["fold"] == fold].set_index("filename").reindex(list(test_names))
+        if train_part[classes].isna().any().any():
+            raise SystemExit(f"{model}_train_by_fold.csv lacks fold {fold}'s own rows; rerun r31")
         if test_part[classes].isna().any().any():
             raise SystemExit(f"{model}_test_by_fold.csv lacks fold {fold}; rerun r40")
-        views[fold] = np.vstack([train_part[classes].to_numpy(float),
-                                 test_part[classes].to_numpy(float)])
-    views["test"] = np.mean([views[fold] for fold in folds], axis=0)
+        values = np.full((len(train_names) + len(test_names), len(classes)), np.nan)
+        values[np.flatnonzero(inside)] = train_part[classes].to_numpy(float)
+        values[len(train_names):] = test_part[classes].to_numpy(float)
+        views[fold] = values
+    return views
+
+
+def test_views(train_seconds, train_groups, train_folds, test_seconds, test_groups,
+               test_names, folds: list[int]) -> np.ndarray:
+    """The fold view each test video reads: the fold of the train video nearest in time on
+    its camera (earlier on a tie); without one (no capture time, or no train video on its
+    camera), a fold drawn from a digest of its name, so the choice never depends on order."""
+    import hashlib
+    views = np.array([folds[int(hashlib.blake2b(name.encode(), digest_size=8).hexdigest(), 16)
+                            % len(folds)] for name in test_names], dtype=int)
+    known = ~np.isnan(train_seconds)
+    for group in pd.unique(np.asarray(test_groups)):
+        members = np.flatnonzero((np.asarray(test_groups) == group) & ~np.isnan(test_seconds))
+        candidates = np.flatnonzero(known & (np.asarray(train_groups) == group))
+        if not len(members) or not len(candidates):
+            continue
+        candidates = candidates[np.argsort(train_seconds[candidates], kind="stable")]
+        times = train_seconds[candidates]
+        after = np.searchsorted(times, test_seconds[members], side="left")
+        before = np.clip(after - 1, 0, len(times) - 1)
+        after = np.clip(after, 0, len(times) - 1)
+        nearer = np.where(np.abs(times[after] - test_seconds[members])
+                          < np.abs(test_seconds[members] - times[before]), after, before)
+        views[members] = np.asarray(train_folds)[candidates[nearer]]
     return views
 
 
 def build_features(train_names, test_names, classes, folds_table, metadata, models,
                    k_values, per_model: bool) -> tuple:
-    """Neighbour features of train videos (each fold through its own fold models) and of test
-    videos (through the fold mean), as (train table, test table)."""
+    """Neighbour features as (train table, test table); see r48 for the views.
+
+    View g is the timeline of the train videos of fold g and every test video, each valued
+    by a fold-g model that never trained on it (OOF for the train videos, the fold-g model's
+    test prediction for the test videos). A train video of fold g reads view g, so no label
+    of fold g, its own included, reaches its features. A test video reads the view of its
+    nearest train video in time on its camera (`test_views`): there, as for that train
+    video, the clips of its own visit are on the timeline. The test table's `view` column
+    says which fold's view each test row read."""
     names = list(train_names) + list(test_names)
     info = metadata.set_index("filename").loc[names]
     capture = pd.to_datetime(info["capture_time"], errors="coerce", utc=True)
@@ -102,36 +144,44 @@ def build_features(train_names, test_names, classes, folds_table, metadata, mode
                .to_numpy(float))
     cameras = info["camera"].fillna("").astype(str).to_numpy()
     groups = np.where(cameras == "", "all videos", cameras)
-    fold_of_train = folds_table.set_index("filename").loc[list(train_names), "fold"].to_numpy()
+    fold_of_train = folds_table.set_index("filename").loc[list(train_names), "fold"] \
+        .to_numpy().astype(int)
     fold_numbers = sorted(int(k) for k in np.unique(fold_of_train))
-    sources = {model: fold_views(model, train_names, test_names, classes, fold_numbers)
-               for model in models}
-    blocks = [("", {key: np.mean([sources[m][key] for m in models], axis=0)
-                    for key in fold_numbers + ["test"]})]
+    sources = {model: fold_views(model, train_names, test_names, fold_of_train, classes,
+                                 fold_numbers) for model in models}
+    blocks = [("", {fold: np.mean([sources[m][fold] for m in models], axis=0)
+                    for fold in fold_numbers})]
     if per_model and len(models) > 1:
         blocks += [(f"{model}_", sources[model]) for model in models]
     n_train = len(train_names)
+    view_of_test = test_views(seconds[:n_train], groups[:n_train], fold_of_train,
+                              seconds[n_train:], groups[n_train:], list(test_names),
+                              fold_numbers)
     train_parts, test_parts = [], []
     for prefix, views in blocks:
-        train_block = None
+        train_block = test_block = None
         for fold in fold_numbers:
-            features = neighbor_features(seconds, groups, views[fold], k_values,
-                                         f"neighbor_{prefix}", classes)
-            rows = np.flatnonzero(fold_of_train == fold)
+            # videos outside the view have no place on its timeline
+            in_view = np.r_[fold_of_train == fold, np.ones(len(test_names), dtype=bool)]
+            features = neighbor_features(np.where(in_view, seconds, np.nan), groups,
+                                         views[fold], k_values, f"neighbor_{prefix}", classes)
             if train_block is None:
                 train_block = pd.DataFrame(index=range(n_train), columns=features.columns,
                                            dtype=float)
+                test_block = pd.DataFrame(index=range(len(test_names)),
+                                          columns=features.columns, dtype=float)
+            rows = np.flatnonzero(fold_of_train == fold)
             train_block.iloc[rows] = features.iloc[rows].to_numpy()
-        test_features = neighbor_features(seconds, groups, views["test"], k_values,
-                                          f"neighbor_{prefix}", classes)
+            rows = np.flatnonzero(view_of_test == fold)
+            test_block.iloc[rows] = features.iloc[n_train + rows].to_numpy()
         train_parts.append(train_block)
-        test_parts.append(test_features.iloc[n_train:].reset_index(drop=True))
+        test_parts.append(test_block)
     train_table = pd.concat(train_parts, axis=1)
     test_table = pd.concat(test_parts, axis=1)
     train_table.insert(0, "filename", list(train_names))
     test_table.insert(0, "filename", list(test_names))
+    test_table.insert(1, "view", view_of_test)
     return train_table, test_table
-
 
 
 # ----------------------------------------------------------------------------- stacker inputs
@@ -140,11 +190,7 @@ def read_rows(path, filenames, what: str) -> pd.DataFrame:
     if not path.exists():
         raise SystemExit(f"{path} is missing: {what}")
     table = pd.read_csv(path, dtype={"filename": str}, keep_default_na=False, na_values=[""])
-    table = table.set_index("filename")
-    absent = [name for name in filenames if name not in table.index]
-    if absent:
-        raise SystemExit(f"{path} lacks {len(absent)} video(s), e.g. {absent[0]!r}: {what}")
-    return table.loc[list(filenames)]
+    return read_rows_of(table, path, filenames, what)
 
 
 class FeatureTable:
@@ -190,20 +236,49 @@ def logits(probabilities: np.ndarray) -> np.ndarray:
     return np.log(clipped / (1 - clipped))
 
 
+def read_fold_rows(path, filenames, fold: int, what: str) -> pd.DataFrame:
+    """The rows of one fold of a by-fold table (a `fold` column), for these videos."""
+    if not path.exists():
+        raise SystemExit(f"{path} is missing: {what}")
+    table = pd.read_csv(path, dtype={"filename": str}, keep_default_na=False, na_values=[""])
+    if "fold" not in table.columns:
+        raise SystemExit(f"{path} has no fold column (made by an older version): {what}")
+    return read_rows_of(table[table["fold"] == fold].drop(columns="fold"), path, filenames,
+                        f"{what} (fold {fold})")
+
+
+def read_rows_of(table: pd.DataFrame, path, filenames, what: str) -> pd.DataFrame:
+    table = table.set_index("filename")
+    absent = [name for name in filenames if name not in table.index]
+    if absent:
+        raise SystemExit(f"{path} lacks {len(absent)} video(s), e.g. {absent[0]!r}: {what}")
+    return table.loc[list(filenames)]
+
+
 def build_feature_table(split: str, filenames, classes: list[str], models: list[str],
-                        use_neighbors: bool, use_site: bool = False) -> FeatureTable:
-    """Label-free features of `filenames`: metadata + statistics, level-1 predictions (OOF for
-    train, fold-mean for test) as logits, their mean ("blend"), the neighbour features, and
-    with `use_site` the site columns (NaN until `FeatureTable.set_site` fills them per outer
-    fold: they are made of labels)."""
+                        use_neighbors: bool, use_site: bool = False,
+                        fold: int | None = None) -> FeatureTable:
+    """Label-free features of `filenames`: metadata + statistics, level-1 predictions as
+    logits, their mean ("blend"), the neighbour features, and with `use_site` the site
+    columns (NaN until `FeatureTable.set_site` fills them per outer fold: they are made of
+    labels).
+
+    Train rows read their OOF predictions (each from its own fold's models). Test rows read
+    the fold-`fold` models' predictions, one model per row as for the train rows, which is
+    what the stacker of outer fold `fold` sees on its validation rows; so a level-1 input
+    means the same for train and test rows. Neighbour features are r48's (one view per row,
+    for train and test rows alike; see r48 and PIPELINE.md)."""
     from a03_models import load_tabular
-    suffix = "oof" if split == "train" else "test"
+    if split == "test" and fold is None:
+        raise ValueError("build_feature_table: test rows need the fold whose view they read")
     tabular = load_tabular(filenames).reset_index(drop=True).add_prefix("meta:")
     parts, owners = [tabular], [None] * tabular.shape[1]
     probabilities = []
     for model in models:
-        table = read_rows(level1_dir() / f"{model}_{suffix}.csv", filenames,
-                            f"rerun r31/r40 for {model}")
+        what = f"rerun r31/r40 for {model}"
+        table = read_rows(level1_dir() / f"{model}_oof.csv", filenames, what) \
+            if split == "train" else \
+            read_fold_rows(level1_dir() / f"{model}_test_by_fold.csv", filenames, fold, what)
         probabilities.append(table[classes].to_numpy(np.float64))
         parts.append(pd.DataFrame(logits(probabilities[-1]),
                                   columns=[f"l1:{model}:{c}" for c in classes]))
@@ -216,8 +291,10 @@ def build_feature_table(split: str, filenames, classes: list[str], models: list[
     parts.append(pd.DataFrame(mean_logits, columns=[f"blend:{c}" for c in classes]))
     owners += [None] * len(classes)
     if use_neighbors:
-        table = read_rows(predictions_dir() / f"neighbors_{suffix}.csv", filenames,
-                            "run r48_neighbor_features.py").reset_index(drop=True)
+        what = "run r48_neighbor_features.py"
+        table = read_rows(predictions_dir() / f"neighbors_{'oof' if split == 'train' else 'test'}"
+                                               f".csv", filenames, what)
+        table = table.drop(columns="view", errors="ignore").reset_index(drop=True)
         owners += [_owner(column, classes) for column in table.columns]
         parts.append(table.add_prefix("nb:"))
     if use_site:
@@ -376,10 +453,11 @@ def apply_stacker_fold(base: str, fitted, table: "FeatureTable", rows) -> np.nda
     return np.asarray(model.predict(inputs, batch_size=1024, verbose=0), np.float64)
 
 
-def predict_saved_stacker(base: str, folder: Path, table: "FeatureTable", rows,
+def predict_saved_stacker(base: str, folder: Path, tables: dict, rows,
                           fold_weights: dict, classes: list[str], settings: dict,
                           cameras=None) -> np.ndarray:
-    """Mean over the saved fold stackers, each on its fold's level-1 blend, clipped to [0, 1].
+    """Mean over the saved fold stackers, each on its fold's view of the rows (`tables`: fold
+    number -> FeatureTable) and its fold's level-1 blend, clipped to [0, 1].
 
     `fold_weights` maps fold number -> the blend weights r50 fitted for that fold. A stacker
     with site features reads `site_counts.csv` beside its fold files and `cameras` (one per
@@ -388,6 +466,7 @@ def predict_saved_stacker(base: str, folder: Path, table: "FeatureTable", rows,
     counts = pd.read_csv(folder / "site_counts.csv", dtype={"camera": str},
                          keep_default_na=False) if settings.get("site_features") else None
     for fold, weights in fold_weights.items():
+        table = tables[int(fold)]
         table.set_base(np.asarray(weights, dtype=np.float64))
         if counts is not None:
             table.set_site(site_features(cameras, [{int(fold)}] * len(cameras),
@@ -420,3 +499,92 @@ def apply_ensemble(predictions: np.ndarray, ensemble: dict, classes: list[str]) 
     """(members, rows, classes) member predictions -> the ensemble's clipped probabilities."""
     clip = ensemble["clip"]
     return np.clip(blend(predictions, class_weight_matrix(ensemble, classes)), clip, 1 - clip)
+
+
+# ----------------------------------------------------------------------------- adversarial validation
+
+def input_group(column: str) -> str | None:
+    """The group of a stacker input, by its prefix (None: not judged, e.g. per-fold site
+    columns, which exist only inside r50's outer folds)."""
+    if column.startswith("meta:"):
+        return "metadata and statistics"
+    if column.startswith("l1:"):
+        return "level 1: " + column.split(":")[1]
+    if column.startswith("blend:"):
+        return "level-1 blend"
+    if column.startswith("nb:"):
+        return "neighbours"
+    return None
+
+
+def auc_standard_error(auc: float, positives: int, negatives: int) -> float:
+    """Hanley & McNeil's (1982) standard error of an AUC."""
+    q1, q2 = auc / (2 - auc), 2 * auc * auc / (1 + auc)
+    variance = (auc * (1 - auc) + (positives - 1) * (q1 - auc * auc)
+                + (negatives - 1) * (q2 - auc * auc)) / (positives * negatives)
+    return float(np.sqrt(max(variance, 0.0)))
+
+
+def adversarial_validation(train: pd.DataFrame, test: pd.DataFrame, seed: int,
+                           max_rows: int = 20000, folds: int = 5, top: int = 5,
+                           threads: int = 1) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Per group of stacker inputs, the cross-validated AUC of a classifier that tells test
+    rows (1) from train rows (0); and the `top` single inputs that tell them apart best.
+
+    0.5 means the group looks the same for both; a group whose AUC exceeds 0.5 by more than
+    twice its standard error means something else for test rows than for the train rows the
+    stackers learn from. Each split is subsampled to `max_rows` rows (seeded)."""
+    import lightgbm
+    from sklearn.metrics import roc_auc_score
+    from sklearn.model_selection import StratifiedKFold
+    random = np.random.default_rng(seed)
+
+    def sample(frame):
+        rows = np.sort(random.choice(len(frame), max_rows, replace=False)) \
+            if len(frame) > max_rows else np.arange(len(frame))
+        return frame.iloc[rows]
+
+    columns = [c for c in train.columns if input_group(c) is not None]
+    train_part, test_part = sample(train[columns]), sample(test[columns])
+    matrix = np.vstack([train_part.to_numpy(np.float32), test_part.to_numpy(np.float32)])
+    target = np.r_[np.zeros(len(train_part)), np.ones(len(test_part))]
+    empty = (pd.DataFrame(columns=["group", "inputs", "auc", "standard_error", "mismatch"]),
+             pd.DataFrame(columns=["input", "group", "auc"]))
+    folds = min(folds, len(train_part), len(test_part))
+    if folds < 2:
+        return empty
+    groups = {}
+    for index, column in enumerate(columns):
+        groups.setdefault(input_group(column), []).append(index)
+    groups["all inputs"] = list(range(len(columns)))
+    splitter = StratifiedKFold(folds, shuffle=True, random_state=seed)
+    parameters = {"objective": "binary", "learning_rate": 0.05, "num_leaves": 7,
+                  "min_data_in_leaf": 10, "feature_fraction": 0.5, "lambda_l2": 1.0,
+                  "verbose": -1, "num_threads": threads, "seed": seed, "deterministic": True,
+                  "force_row_wise": True}
+    rows = []
+    for group, indices in groups.items():
+        scores = np.zeros(len(target))
+        for fit, held in splitter.split(matrix, target):
+            booster = lightgbm.train(parameters, lightgbm.Dataset(
+                matrix[np.ix_(fit, indices)], target[fit]), 100)
+            scores[held] = booster.predict(matrix[np.ix_(held, indices)])
+        auc = float(roc_auc_score(target, scores))
+        error = auc_standard_error(auc, len(test_part), len(train_part))
+        rows.append({"group": group, "inputs": len(indices), "auc": auc,
+                     "standard_error": error, "mismatch": bool(auc - 2 * error > 0.5)})
+    # single inputs: a missing value ranks below every value (missingness can give it away)
+    single = []
+    for index, column in enumerate(columns):
+        values = matrix[:, index].astype(np.float64)
+        if np.all(np.isnan(values)) or np.nanmin(values) == np.nanmax(values):
+            continue
+        values = np.where(np.isnan(values), np.nanmin(values) - 1.0, values)
+        single.append({"input": column, "group": input_group(column),
+                       "auc": float(roc_auc_score(target, values))})
+    single_table = pd.DataFrame(single, columns=["input", "group", "auc"])
+    if len(single_table):
+        distance = (single_table["auc"] - 0.5).abs()
+        single_table = single_table.loc[distance.sort_values(ascending=False,
+                                                             kind="stable").index[:top]]
+    return pd.DataFrame(rows), single_table.reset_index(drop=True)

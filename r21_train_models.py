@@ -22,7 +22,10 @@ Cost    on 2 CPU cores and the demo set, 5 folds of training: gru_effnet_lite0 ~
 
 Settings, later winning: a03_models' defaults < this block < a model's own settings in its
 ModelSpec (e.g. cnn3d_micro's batch size) < options given on the command line. Each fold
-keeps the weights of its best epoch by the fold's validation log loss. A fold job is
+holds out EARLY_STOPPING_FRACTION of its training visits: a Keras fold trains on the rest and
+keeps its best epoch on them (and pseudo-labels only if they improve it), a LightGBM fold
+finds each class's rounds on them and refits on all its training rows. The fold's own
+validation rows steer nothing, so its OOF predictions are what unseen clips would get. A fold job is
 skipped ("[up to date]") only when its model was trained from the same config: settings,
 the content digests of the train rows' inputs, their labels and the folds (test rows only
 with pseudo-labels); otherwise the log says what changed ("[redo] ... (changed: labels)"). Jobs of different
@@ -37,7 +40,7 @@ import time
 
 import numpy as np
 
-from a00_common import (SEED, config_hash, digest_text, git_commit, load_folds,
+from a00_common import (SEED, config_hash, digest_text, git_commit, inner_split, load_folds,
                         load_submission_format, load_train_labels, log_outcome, logger,
                         models_dir, parse_config, print_jobs, prior_probabilities, read_json,
                         run_main, write_csv, write_json)
@@ -46,13 +49,16 @@ from a00_common import (SEED, config_hash, digest_text, git_commit, load_folds,
 MODELS = ("gru_effnet_lite0", "attention_effnet_lite0", "tcn_effnet_lite0", "gru_hashes",
           "audio_cnn", "cnn3d_micro", "lgbm_tabular")
 TRAIN_SEED = SEED              # fold k uses TRAIN_SEED + k
+# model selection (best epoch, rounds per class, keeping pseudo-labels) reads this share of
+# each fold's training visits, held out; the fold's own rows never steer their predictions
+EARLY_STOPPING_FRACTION = 0.2
 # --- Keras models
 EPOCHS = 30                    # upper bound; early stopping picks the epoch
 BATCH_SIZE = 32
 LEARNING_RATE = 1e-3           # peak of the warm-up + cosine schedule (AdamW)
 WEIGHT_DECAY = 1e-2
 WARMUP_EPOCHS = 2
-PATIENCE = 6                   # early stopping on the fold's validation log loss; best kept
+PATIENCE = 6                   # early stopping on the held-out training visits; best kept
 HIDDEN_UNITS = 128
 DROPOUT = 0.3
 CONV_FILTERS = 16              # first conv layer's filters (audio CNN, 3D CNN); doubles per block
@@ -108,6 +114,7 @@ def job_config(spec, settings: dict, labels_table, classes: list[str], folds) ->
     names = labels_table["filename"].tolist()
     config = {"model": spec.name, "kind": spec.kind, "inputs": list(spec.inputs),
               "head": spec.head, "settings": settings, "seed": TRAIN_SEED,
+              "early_stopping_fraction": EARLY_STOPPING_FRACTION,
               "train_inputs": input_digest(spec, names),
               "labels": digest_text([names, labels_table[classes].to_numpy().tolist(),
                                      classes]),
@@ -171,27 +178,34 @@ def train_model(name: str, only_fold: int | None, force: bool, block: dict,
         test_filenames = load_submission_format(classes)["filename"].tolist()
         test_inputs = load_inputs(spec, test_filenames, settings) if test_filenames else None
     labels = labels_table[classes].to_numpy(np.float32)
+    visits = folds["sequence"].astype(str).to_numpy() if "sequence" in folds.columns \
+        else labels_table["filename"].to_numpy()
     for fold in pending:
         train_rows = np.flatnonzero(folds["fold"].to_numpy() != fold)
         validation_rows = np.flatnonzero(folds["fold"].to_numpy() == fold)
+        fit_local, stop_local = inner_split(visits[train_rows], EARLY_STOPPING_FRACTION,
+                                            TRAIN_SEED + fold)
+        fit_rows, stop_rows = train_rows[fit_local], train_rows[stop_local]
         prior = prior_probabilities(labels[train_rows])
         started = time.perf_counter()
-        result = train_fold(spec, inputs, labels, train_rows, validation_rows, folder, fold,
+        result = train_fold(spec, inputs, labels, fit_rows, stop_rows, folder, fold,
                             TRAIN_SEED + fold, settings, prior, test_inputs)
         seconds = time.perf_counter() - started
         pseudo_labelled = [test_filenames[row] for row in result["pseudo_labelled_rows"]]
         write_csv(result["history"], folder / f"fold{fold}_history.csv")
         write_json({"model": name, "fold": int(fold), "config_hash": hash_text,
-                    "best_validation_loss": result["best_validation_loss"],
+                    "early_stopping_loss": result["early_stopping_loss"],
                     "epochs_run": len(result["history"]) if spec.kind == "keras" else None,
-                    "train_rows": len(train_rows), "validation_rows": len(validation_rows),
+                    "train_rows": len(train_rows), "early_stopping_rows": len(stop_rows),
+                    "validation_rows": len(validation_rows),
                     "train_seconds": round(seconds, 1),
                     "pseudo_labelled_videos": pseudo_labelled, "commit": commit},
                    folder / f"fold{fold}.json")
-        logger.info("r21 %s fold %d: trained on %d videos%s in %.0f s, best validation log "
-                    "loss %.4f", name, fold, len(train_rows),
-                    f" + {len(pseudo_labelled)} pseudo-labelled" if pseudo_labelled else "",
-                    seconds, result["best_validation_loss"])
+        logger.info("r21 %s fold %d: trained on %d videos%s in %.0f s; log loss %.4f on the "
+                    "%d held-out training videos that chose its epoch or rounds", name, fold,
+                    len(fit_rows), f" + {len(pseudo_labelled)} pseudo-labelled"
+                    if pseudo_labelled else "", seconds, result["early_stopping_loss"],
+                    len(stop_rows))
 
 
 def main() -> None:

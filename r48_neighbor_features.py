@@ -10,16 +10,23 @@ gaps to them.
 Reads   metadata/metadata.csv (capture_time, camera), metadata/folds.csv,
         predictions/level1/<model>_train_by_fold.csv and <model>_test_by_fold.csv (r31, r40)
 Writes  predictions/neighbors_oof.csv    train videos: filename + features
-        predictions/neighbors_test.csv   test videos:  filename + features
-Cost    seconds (cumulative sums over sorted videos).
+        predictions/neighbors_test.csv   test videos: filename, view (the fold whose view it
+                                         read) + features
+Cost    seconds (cumulative sums over sorted videos, once per fold view).
 
     python r48_neighbor_features.py
     python r48_neighbor_features.py --neighbor_k 1,2,5,10,20 --neighbor_models lgbm_tabular
 
-Leak safety. A train video of fold f gets its features from the *fold-f view*: every
-neighbour (train or test) is predicted by the fold-f models, which never saw a label of fold
-f. Its own prediction is never used. Test videos use the mean over fold models, as their
-level-1 predictions do.
+Views: every neighbour is seen through a model that never trained on it, and never on the
+video it is a neighbour of. View g is the timeline of the train videos of fold g and all
+test videos, each valued by a fold-g model: a train video by its OOF prediction, a test video
+by the fold-g model's test prediction; the fold-g models never saw a label of fold g. A train
+video of fold g reads view g, so no label of fold g, its own included, reaches its features.
+A test video reads the view of the train video nearest to it in time on its camera (a fold
+drawn from its name's digest when it has none): like that train video, it then has the
+clips of its own visit on its timeline, and its neighbours are of the same kind as a train
+video's, out-of-sample predictions at the same density (the train videos of one fold and all
+test videos). The report's adversarial validation (r60) checks that the two look alike.
 """
 from __future__ import annotations
 

@@ -36,7 +36,8 @@ import numpy as np
 import pandas as pd
 
 from a00_common import (SEED, append_scores, atomic_path, config_hash, data_dir,
-                        default_threads, digest_text, fit_blend_weights, git_commit, level1_dir,
+                        default_threads, digest_text, fit_blend_weights, git_commit,
+                        inner_split, level1_dir,
                         level2_dir, load_folds, load_submission_format, load_train_labels,
                         log_outcome, logger, mean_log_loss, metadata_dir, models_dir,
                         outdated_reason,
@@ -128,18 +129,6 @@ def level1_models() -> list[str]:
     if missing:
         raise SystemExit(f"r50: no level-1 predictions for {missing}: run r31 and r40 for them")
     return list(LEVEL1_MODELS)
-
-
-def inner_split(sequences: np.ndarray, fraction: float, seed: int) -> tuple:
-    """Training rows -> (fit rows, early-stopping rows); whole visits on one side."""
-    unique = np.unique(sequences)
-    random = np.random.default_rng(seed)
-    chosen = set(random.choice(unique, size=max(1, int(round(len(unique) * fraction))),
-                               replace=False))
-    held = np.array([s in chosen for s in sequences])
-    if held.all() or not held.any():
-        held = np.arange(len(sequences)) % 5 == 0
-    return np.flatnonzero(~held), np.flatnonzero(held)
 
 
 # ----------------------------------------------------------------------------- stackers
@@ -326,8 +315,11 @@ def run_stacker(name: str, force: bool) -> None:
     settings = {**settings, "threads": THREADS or default_threads()}
     train_table = build_feature_table("train", labels_table["filename"], classes, models,
                                       use_neighbors, settings["site_features"])
-    test_table = build_feature_table("test", submission["filename"], classes, models,
-                                     use_neighbors, settings["site_features"])
+    fold_numbers = sorted(int(k) for k in np.unique(folds["fold"]))
+    # test rows through each outer fold's view, as that fold's validation rows (a05)
+    test_tables = {fold: build_feature_table("test", submission["filename"], classes, models,
+                                             use_neighbors, settings["site_features"], fold)
+                   for fold in fold_numbers}
     feature_names = train_table.names
     labels = labels_table[classes].to_numpy(np.float32)
     fold_of_row = folds["fold"].to_numpy()
@@ -346,7 +338,6 @@ def run_stacker(name: str, force: bool) -> None:
     test_predictions, importance, scores = [], np.zeros(len(feature_names)), []
     base_weights = []
     test_rows = np.arange(len(submission))
-    fold_numbers = sorted(int(k) for k in np.unique(fold_of_row))
     for fold in progress(fold_numbers, desc=f"r50 {name} folds", unit="fold"):
         train_rows = np.flatnonzero(fold_of_row != fold)
         validation_rows = np.flatnonzero(fold_of_row == fold)
@@ -357,6 +348,7 @@ def run_stacker(name: str, force: bool) -> None:
         # the base every stacker corrects: the level-1 blend whose weights are fitted on
         # this outer fold's training rows only, so weak models do not dilute it
         blend_weights = fit_blend_weights(train_table.level1[:, train_rows], labels[train_rows])
+        test_table = test_tables[fold]
         train_table.set_base(blend_weights)
         test_table.set_base(blend_weights)
         base_weights.append([fold, blend_weights.tolist()])

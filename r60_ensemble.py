@@ -9,6 +9,10 @@ Writes  submissions/submission.csv     same rows, order and columns as submissio
         predictions/ensemble_test.csv  the ensemble's test predictions (= the submission)
         reports/ensemble.json          weights, clipping, nested-CV estimate
         reports/summary.csv            the printed table: prior, every model, the ensemble
+        reports/adversarial_validation.csv  per group of stacker inputs (metadata, each
+                                       level-1 model, their blend, the neighbours): the AUC
+                                       of a classifier telling test rows from train rows
+        reports/adversarial_inputs.csv the five single inputs that tell them apart best
         reports/scores.csv             + the ensemble's rows
         reports/report.html            one self-contained page (a04_report)
 Cost    seconds.
@@ -27,8 +31,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from a00_common import (append_scores, check_prediction_table, data_dir,
-                        file_digest, fit_blend_weights, input_dir, level1_dir, level2_dir,
+from a00_common import (SEED, append_scores, check_prediction_table, data_dir,
+                        default_threads, file_digest, fit_blend_weights, input_dir, level1_dir, level2_dir,
                         load_folds, load_submission_format, load_train_labels, log_outcome,
                         logger, mean_log_loss, metadata_dir, optional_file_digest,
                         outdated_reason, parse_config, prediction_frame, predictions_dir,
@@ -42,6 +46,8 @@ WEIGHTS_MODE = "auto"          # "global", "per_class", or "auto" (per class onl
 CLIP_CANDIDATES = (1e-15, 1e-6, 1e-5, 1e-4, 1e-3, 3e-3, 1e-2)   # chosen on OOF
 EXCLUDE_MODELS = ("*_no_neighbors", "*_no_site")   # ablations are scored but not blended
 REPORT = True                  # rebuild reports/report.html
+ADVERSARIAL_VALIDATION = True  # tell train rows from test rows on the stackers' inputs
+ADVERSARIAL_MAX_ROWS = 20000   # rows of each split the adversarial classifiers see (sampled)
 
 
 # ----------------------------------------------------------------------------- weights
@@ -72,6 +78,27 @@ def choose_clip(probabilities: np.ndarray, labels: np.ndarray) -> tuple[float, f
 
 
 # ----------------------------------------------------------------------------- inputs
+
+def adversarial_tables(train_names, test_names, classes) -> tuple:
+    """The stackers' inputs (every level-1 model, the neighbour features when r48 ran) of
+    train and test rows, judged by `a05_stacking.adversarial_validation`."""
+    from a05_stacking import adversarial_validation, build_feature_table
+    models = model_tables(level1_dir())
+    use_neighbors = (predictions_dir() / "neighbors_oof.csv").exists() and \
+        (predictions_dir() / "neighbors_test.csv").exists()
+    train = build_feature_table("train", train_names, classes, models, use_neighbors)
+    # each test row through one fold's view, drawn at random: a stacker of outer fold k
+    # sees the test rows through view k, as it sees its validation rows
+    fold_numbers = sorted(int(k) for k in np.unique(load_folds(train_names)["fold"]))
+    views = {fold: build_feature_table("test", test_names, classes, models, use_neighbors,
+                                       fold=fold).frame for fold in fold_numbers}
+    drawn = np.random.default_rng(SEED).choice(fold_numbers, len(test_names))
+    test = views[fold_numbers[0]].copy()
+    for fold in fold_numbers[1:]:
+        test.loc[drawn == fold] = views[fold].loc[drawn == fold].to_numpy()
+    return adversarial_validation(train.frame, test, seed=SEED,
+                                  max_rows=ADVERSARIAL_MAX_ROWS, threads=default_threads())
+
 
 def _excluded(name: str) -> bool:
     import fnmatch
@@ -167,11 +194,17 @@ def main() -> None:
         members = [name for name in model_tables(folder) if not _excluded(name)]
     if not members:
         raise SystemExit("r60: no predictions to blend: run r31/r40 (and r50) first")
+    from a03_models import tabular_digest
     # every table it reads (level 1 for the report's rows too), the labels, the folds, the
     # test rows asked for, the demo's hidden labels, the settings, the report's other inputs
     inputs = {"members": members, "settings": args.config,
               "tables": {path.name: file_digest(path) for directory in (level1_dir(), level2_dir())
                          if directory.is_dir() for path in sorted(directory.glob("*.csv"))},
+              "neighbors": {name: optional_file_digest(predictions_dir() / name)
+                            for name in ("neighbors_oof.csv", "neighbors_test.csv")},
+              # the metadata and statistics rows the adversarial classifiers read
+              "tabular": tabular_digest(list(train_names) + list(test_names))
+              if ADVERSARIAL_VALIDATION and len(test_names) else None,
               "labels": file_digest(input_dir() / "train_labels.csv"),
               "submission_format": file_digest(input_dir() / "submission_format.csv"),
               "folds": file_digest(metadata_dir() / "folds.csv"),
@@ -184,7 +217,9 @@ def main() -> None:
     outputs = [submissions_dir() / "submission.csv", predictions_dir() / "ensemble_oof.csv",
                predictions_dir() / "ensemble_test.csv", reports_dir() / "summary.csv",
                reports_dir() / "ensemble.json"] + \
-        ([reports_dir() / "report.html"] if REPORT else [])
+        ([reports_dir() / "report.html"] if REPORT else []) + \
+        ([reports_dir() / "adversarial_validation.csv", reports_dir() / "adversarial_inputs.csv"]
+         if ADVERSARIAL_VALIDATION else [])
     reason = outdated_reason(outputs, inputs, args.force)
     log_outcome("r60", reason)
     if reason is None:
@@ -253,6 +288,18 @@ def main() -> None:
         {"stage": "r60_ensemble", "model": "ensemble_nested", "fold": "all",
          "log_loss": nested_loss, "rows": len(labels), "config_hash": stamp}])
 
+    if ADVERSARIAL_VALIDATION:
+        if len(test_names):
+            groups, single = adversarial_tables(train_names, test_names, classes)
+        else:
+            groups = single = pd.DataFrame()
+        write_csv(groups, reports_dir() / "adversarial_validation.csv")
+        write_csv(single, reports_dir() / "adversarial_inputs.csv")
+        for row in groups.itertuples():
+            if row.mismatch:
+                logger.warning("r60: adversarial validation tells test rows from train rows "
+                               "by %s (AUC %.3f ± %.3f): those inputs mean something else for "
+                               "test rows", row.group, row.auc, row.standard_error)
     weights_text = ", ".join(f"{m} {w:.2f}" for m, w in zip(members, class_weights.mean(0)))
     print(f"\nensemble weights ({'per class, mean shown' if per_class else 'global'}): "
           f"{weights_text}; clip {clip:g}", flush=True)

@@ -553,15 +553,17 @@ def predict_clips(stack: Path, manifest: dict, work: Path, names: list[str]) -> 
         if ensemble["level"] == "level2":
             folder = stack / "models" / "level2" / name
             config = read_json(folder / "config.json")
-            table = build_feature_table("test", names, classes, config["level1_models"],
-                                        config["use_neighbors"],
-                                        config["settings"].get("site_features", False))
-            if table.names != config["feature_names"]:
+            weights = {fold: weights for fold, weights in config["fold_base_weights"]}
+            tables = {fold: build_feature_table("test", names, classes,
+                                                config["level1_models"], config["use_neighbors"],
+                                                config["settings"].get("site_features", False),
+                                                int(fold)) for fold in weights}
+            columns = next(iter(tables.values())).names
+            if columns != config["feature_names"]:
                 raise StackError(f"r80: stacker {name} was fitted on other features than the "
                                  f"new clips have ({len(config['feature_names'])} vs "
-                                 f"{len(table.names)} columns)")
-            weights = {fold: weights for fold, weights in config["fold_base_weights"]}
-            probabilities = predict_saved_stacker(config["base"], folder, table,
+                                 f"{len(columns)} columns)")
+            probabilities = predict_saved_stacker(config["base"], folder, tables,
                                                   np.arange(len(names)), weights, classes,
                                                   config["settings"], cameras)
             path = work / "predictions" / "level2" / f"{name}_test.csv"

@@ -191,7 +191,7 @@ def test_every_model_family_trains_and_predicts_on_cpu(tiny_data, tmp_path, name
                                settings, prior_probabilities(labels[train_rows]))
     assert models.fold_output(spec, folder, 0).exists()
     assert len(result["history"]) >= 1
-    assert np.isfinite(result["best_validation_loss"])
+    assert np.isfinite(result["early_stopping_loss"])
     test_inputs = models.load_inputs(spec, submission_names(tiny_data), settings)
     predictions = models.predict_fold(spec, test_inputs, folder, 0, len(CLASSES), settings,
                                       time_augmentation=2, flip_augmentation=True)
@@ -218,7 +218,7 @@ def test_a_sequence_model_learns_a_clear_signal(tiny_data, tmp_path):
                                tmp_path / "model", 0, 1, settings, prior)
     prior_loss = mean_log_loss(labels[validation_rows],
                                np.tile(prior, (len(validation_rows), 1)))
-    assert result["best_validation_loss"] < prior_loss - 0.02
+    assert result["early_stopping_loss"] < prior_loss - 0.02
     history = result["history"]
     assert {"epoch", "phase", "loss", "val_loss", "val_log_loss"} <= set(history.columns)
 
@@ -424,6 +424,40 @@ def test_pseudo_labels_come_from_the_folds_own_first_round_model(tiny_data, tmp_
     assert len(seen) == 1
     np.testing.assert_allclose(seen[0], expected, atol=1e-6)
     assert result["pseudo_labelled_rows"].tolist() == list(range(TEST_VIDEOS))
+
+
+@pytest.mark.parametrize("name", ["gru_effnet_lite0", "lgbm_tabular"])
+def test_a_folds_own_labels_never_steer_its_out_of_fold_predictions(tiny_data, name):
+    """Early stopping (epochs, rounds per class) reads held-out training visits, never the
+    fold a model predicts: flipping every label of fold 0 leaves fold 0's predictions exactly
+    as they were; flipping fold 1's labels (training rows of fold 0) moves them."""
+    import r21_train_models as r21
+    spec = models.get_spec(name)
+    block = {"EPOCHS": 6, "PATIENCE": 1, "BATCH_SIZE": 8, "HIDDEN_UNITS": 8,
+             "WARMUP_EPOCHS": 1} if spec.kind == "keras" else {"N_ESTIMATORS": 30}
+    filenames, _ = train_labels(tiny_data)
+    folds = pd.read_csv(tiny_data / "metadata" / "folds.csv")["fold"].to_numpy()
+    fold_rows = [name_ for name_, fold in zip(filenames, folds) if fold == 0]
+    labels_path = tiny_data / "input" / "train_labels.csv"
+    original = pd.read_csv(labels_path)
+
+    def fold0_predictions(flipped_fold):
+        table = original.copy()
+        if flipped_fold is not None:
+            table.loc[folds == flipped_fold, CLASSES] = 1 - table.loc[folds == flipped_fold,
+                                                                      CLASSES]
+        table.to_csv(labels_path, index=False)
+        r21.train_model(name, 0, force=False, block=block, explicit={})
+        settings = r21.model_settings(spec, block, {})
+        inputs = models.load_inputs(spec, fold_rows, settings)
+        return models.predict_fold(spec, inputs, tiny_data / "models" / name, 0, len(CLASSES),
+                                   settings)
+
+    before = fold0_predictions(None)
+    history = pd.read_csv(tiny_data / "models" / name / "fold0_history.csv")
+    assert len(history) > 0
+    np.testing.assert_array_equal(fold0_predictions(0), before)
+    assert np.abs(fold0_predictions(1) - before).max() > 1e-4
 
 
 def test_r21_pseudo_labels_only_test_videos_and_records_them(tiny_data):
