@@ -775,9 +775,10 @@ def train_keras_fold(spec, inputs, labels, fit_rows, stop_rows, fold_dir: Path,
     positive_weights = positive_class_weights(labels[fit_rows], settings["class_weighting"])
     loss = (keras.losses.BinaryCrossentropy() if settings["class_weighting"] == "none"
             else weighted_binary_crossentropy(positive_weights))
+    # no held-out rows: a fixed schedule, every epoch run and the last one kept
     validation_data = batches(spec, inputs, labels[stop_rows].astype(np.float32), 256,
                               shuffle=False, augment_batches=False, seed=seed,
-                              rows=stop_rows)
+                              rows=stop_rows) if len(stop_rows) else None
     train_data = batches(spec, inputs, labels[fit_rows].astype(np.float32),
                          settings["batch_size"], shuffle=True, augment_batches=True, seed=seed,
                          rows=fit_rows)
@@ -801,17 +802,21 @@ def train_keras_fold(spec, inputs, labels, fit_rows, stop_rows, fold_dir: Path,
             logs["learning_rate"] = float(keras.ops.convert_to_numpy(
                 self.model.optimizer.learning_rate))
             bar.update(1)
-            bar.set_postfix(loss=f"{logs['loss']:.4f}", val_log_loss=f"{logs['val_log_loss']:.4f}")
+            bar.set_postfix(loss=f"{logs['loss']:.4f}",
+                            val_log_loss=f"{logs.get('val_log_loss', float('nan')):.4f}")
 
-    def early_stopping():
-        return keras.callbacks.EarlyStopping(monitor="val_log_loss", mode="min",
-                                             patience=settings["patience"],
-                                             restore_best_weights=True)
+    def callbacks():
+        stopping = [keras.callbacks.EarlyStopping(monitor="val_log_loss", mode="min",
+                                                  patience=settings["patience"],
+                                                  restore_best_weights=True)] \
+            if validation_data is not None else []
+        return stopping + [ProgressBar()]
 
     history = model.fit(train_data, validation_data=validation_data, epochs=settings["epochs"],
-                        verbose=0, callbacks=[early_stopping(), ProgressBar()])
+                        verbose=0, callbacks=callbacks())
     table = _history_table(history, "train", 1)
-    best_loss = float(np.min(history.history["val_log_loss"]))
+    best_loss = float(np.min(history.history["val_log_loss"])) \
+        if validation_data is not None else float("nan")
     pseudo_rows = np.zeros(0, dtype=int)
     if settings["pseudo_label_epochs"] > 0 and test_inputs is not None \
             and len(test_inputs["missing"]):
@@ -833,11 +838,13 @@ def train_keras_fold(spec, inputs, labels, fit_rows, stop_rows, fold_dir: Path,
                 batches(spec, combined_inputs, combined_targets, settings["batch_size"],
                         shuffle=True, augment_batches=True, seed=seed + 1_000_003),
                 validation_data=validation_data, epochs=settings["pseudo_label_epochs"],
-                verbose=0, callbacks=[early_stopping(), ProgressBar()])
+                verbose=0, callbacks=callbacks())
             table = pd.concat([table, _history_table(second, "pseudo_labels", len(table) + 1)],
                               ignore_index=True)
-            second_best = float(np.min(second.history["val_log_loss"]))
-            if second_best < best_loss:
+            second_best = float(np.min(second.history["val_log_loss"])) \
+                if validation_data is not None else float("nan")
+            # without held-out rows there is nothing to choose on: the round is kept
+            if validation_data is None or second_best < best_loss:
                 best_loss = second_best
             else:
                 model.set_weights(first_round_weights)
@@ -900,8 +907,8 @@ def train_lightgbm_fold(inputs, labels, fit_rows, stop_rows, fold_dir: Path, fol
     found, stop_losses = {}, {}
     for column in range(labels.shape[1]):
         fit_labels = labels[fit_rows, column]
-        if fit_labels.min() == fit_labels.max() or labels[train_rows, column].min() == \
-                labels[train_rows, column].max():
+        if not len(stop_rows) or fit_labels.min() == fit_labels.max() or \
+                labels[train_rows, column].min() == labels[train_rows, column].max():
             continue
         model = classifier(column, settings["n_estimators"])
         model.fit(features[fit_rows], fit_labels, eval_X=(features[stop_rows],),
@@ -912,7 +919,7 @@ def train_lightgbm_fold(inputs, labels, fit_rows, stop_rows, fold_dir: Path, fol
         stop_losses[column] = model.best_score_["valid_0"]["binary_logloss"]
     # a class whose positives are all held out has no count of its own: the classes' median
     typical = int(np.median(list(found.values()))) if found else \
-        settings["early_stopping_rounds"]
+        settings["n_estimators"] if not len(stop_rows) else settings["early_stopping_rounds"]
     # pass 2: refit on every training row with that many rounds
     models, history_rows = {}, []
     for column in range(labels.shape[1]):

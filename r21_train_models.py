@@ -22,10 +22,11 @@ Cost    on 2 CPU cores and the demo set, 5 folds of training: gru_effnet_lite0 ~
 
 Settings, later winning: a03_models' defaults < this block < a model's own settings in its
 ModelSpec (e.g. cnn3d_micro's batch size) < options given on the command line. Each fold
-holds out EARLY_STOPPING_FRACTION of its training visits: a Keras fold trains on the rest and
-keeps its best epoch on them (and pseudo-labels only if they improve it), a LightGBM fold
-finds each class's rounds on them and refits on all its training rows. The fold's own
-validation rows steer nothing, so its OOF predictions are what unseen clips would get. A fold job is
+trains a Keras model on all its training rows for the fixed schedule (EPOCHS, cosine decay to
+the end; with EARLY_STOPPING_FRACTION > 0 it holds out that share of its training visits and
+keeps the best epoch on them instead); a LightGBM fold finds each class's rounds on
+GBM_EARLY_STOPPING_FRACTION of its training visits and refits on all its training rows. The
+fold's own validation rows steer nothing, so its OOF predictions are what unseen clips get. A fold job is
 skipped ("[up to date]") only when its model was trained from the same config: settings,
 the content digests of the train rows' inputs, their labels and the folds (test rows only
 with pseudo-labels); otherwise the log says what changed ("[redo] ... (changed: labels)"). Jobs of different
@@ -45,20 +46,23 @@ from a00_common import (SEED, config_hash, digest_text, git_commit, inner_split,
                         models_dir, parse_config, print_jobs, prior_probabilities, read_json,
                         run_main, write_csv, write_json)
 
-# a plain run trains these: seven families, each below the class prior on the demo
+# a plain run trains these six families (cnn3d_micro, trained on r10's frames, is in the
+# registry but not here: with no epoch picked on its own fold it does no better than the
+# class prior on the demo; bench/results/level1_selection.csv)
 MODELS = ("gru_effnet_lite0", "attention_effnet_lite0", "tcn_effnet_lite0", "gru_hashes",
-          "audio_cnn", "cnn3d_micro", "lgbm_tabular")
+          "audio_cnn", "lgbm_tabular")
 TRAIN_SEED = SEED              # fold k uses TRAIN_SEED + k
-# model selection (best epoch, rounds per class, keeping pseudo-labels) reads this share of
-# each fold's training visits, held out; the fold's own rows never steer their predictions
-EARLY_STOPPING_FRACTION = 0.2
 # --- Keras models
-EPOCHS = 30                    # upper bound; early stopping picks the epoch
+EPOCHS = 30                    # the schedule's length (cosine decay to its end)
+# share of a fold's training visits held out to pick the best epoch (and to keep a
+# pseudo-label round only if it helps); 0 = the fixed schedule on every training row. Either
+# way the fold's own rows, which it predicts out of fold, choose nothing
+EARLY_STOPPING_FRACTION = 0.0
 BATCH_SIZE = 32
 LEARNING_RATE = 1e-3           # peak of the warm-up + cosine schedule (AdamW)
 WEIGHT_DECAY = 1e-2
 WARMUP_EPOCHS = 2
-PATIENCE = 6                   # early stopping on the held-out training visits; best kept
+PATIENCE = 6                   # early stopping on the held-out visits (if any); best kept
 HIDDEN_UNITS = 128
 DROPOUT = 0.3
 CONV_FILTERS = 16              # first conv layer's filters (audio CNN, 3D CNN); doubles per block
@@ -75,6 +79,9 @@ CLIP_FRAMES = 8                # frames of r10's cache used per clip (evenly spa
 CLIP_SIZE = 64                 # clip side in pixels (the competition's "micro" size)
 # --- LightGBM
 N_ESTIMATORS = 400             # upper bound; early stopping picks the number
+# share of a fold's training visits held out to find each class's rounds; the boosters are
+# then refitted on every training row with that many (0 = N_ESTIMATORS rounds)
+GBM_EARLY_STOPPING_FRACTION = 0.2
 GBM_LEARNING_RATE = 0.05
 NUM_LEAVES = 15
 GBM_CLASS_WEIGHTING = "sqrt_inverse_frequency"   # none or sqrt_inverse_frequency
@@ -103,6 +110,11 @@ def model_settings(spec, block: dict, explicit: dict) -> dict:
                              block_settings(explicit)[spec.kind])
 
 
+def holdout_fraction(spec) -> float:
+    """The share of training visits this model's folds hold out for model selection."""
+    return GBM_EARLY_STOPPING_FRACTION if spec.kind == "lightgbm" else EARLY_STOPPING_FRACTION
+
+
 def job_config(spec, settings: dict, labels_table, classes: list[str], folds) -> dict:
     """Everything that decides a model's weights; its hash names the trained state.
 
@@ -114,7 +126,7 @@ def job_config(spec, settings: dict, labels_table, classes: list[str], folds) ->
     names = labels_table["filename"].tolist()
     config = {"model": spec.name, "kind": spec.kind, "inputs": list(spec.inputs),
               "head": spec.head, "settings": settings, "seed": TRAIN_SEED,
-              "early_stopping_fraction": EARLY_STOPPING_FRACTION,
+              "early_stopping_fraction": holdout_fraction(spec),
               "train_inputs": input_digest(spec, names),
               "labels": digest_text([names, labels_table[classes].to_numpy().tolist(),
                                      classes]),
@@ -183,9 +195,12 @@ def train_model(name: str, only_fold: int | None, force: bool, block: dict,
     for fold in pending:
         train_rows = np.flatnonzero(folds["fold"].to_numpy() != fold)
         validation_rows = np.flatnonzero(folds["fold"].to_numpy() == fold)
-        fit_local, stop_local = inner_split(visits[train_rows], EARLY_STOPPING_FRACTION,
-                                            TRAIN_SEED + fold)
-        fit_rows, stop_rows = train_rows[fit_local], train_rows[stop_local]
+        if holdout_fraction(spec) > 0:
+            fit_local, stop_local = inner_split(visits[train_rows], holdout_fraction(spec),
+                                                TRAIN_SEED + fold)
+            fit_rows, stop_rows = train_rows[fit_local], train_rows[stop_local]
+        else:   # a fixed schedule on every training row
+            fit_rows, stop_rows = train_rows, train_rows[:0]
         prior = prior_probabilities(labels[train_rows])
         started = time.perf_counter()
         result = train_fold(spec, inputs, labels, fit_rows, stop_rows, folder, fold,

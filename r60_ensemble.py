@@ -24,7 +24,11 @@ Weights are non-negative and sum to one (per class as an option), fitted on the 
 by minimising the mean log loss of the weighted mean probability. "auto" fits global and
 per-class weights inside the folds (fit on K-1 folds, score the held-out fold) and keeps
 per-class weights only if that nested estimate is better, so per-class weights must earn
-their extra parameters. The probability clipping is chosen on the OOF, the same way.
+their extra parameters. The probability clipping is the best on that nested blend.
+
+The nested-CV estimate repeats all of it (weights, the per-class choice, the clipping)
+without each fold in turn and scores the fold: no choice it reports on saw the rows it is
+scored on.
 """
 from __future__ import annotations
 
@@ -75,6 +79,42 @@ def choose_clip(probabilities: np.ndarray, labels: np.ndarray) -> tuple[float, f
     losses = [mean_log_loss(labels, np.clip(probabilities, c, 1 - c)) for c in CLIP_CANDIDATES]
     best = int(np.argmin(losses))
     return float(CLIP_CANDIDATES[best]), float(losses[best])
+
+
+def choose_ensemble(predictions, labels, fold_of_row, mode: str) -> dict:
+    """Every choice of the ensemble, from these rows alone: global or per-class weights (with
+    "auto", per class only if its nested loss over these rows' folds is lower), the clipping
+    (best on the nested blend, so it is chosen on predictions the weights did not see), and
+    the weights refitted on all these rows."""
+    choice = {"nested_global_log_loss": np.nan, "nested_per_class_log_loss": np.nan}
+    if len(np.unique(fold_of_row)) < 2:   # nothing to nest in: in-sample choices
+        per_class = mode == "per_class"
+        weights = fit_class_weights(predictions, labels, per_class)
+        clip, _ = choose_clip(blend(predictions, weights), labels)
+        return {**choice, "per_class": per_class, "weights": weights, "clip": clip}
+    nested = {}
+    for per_class in {"global": [False], "per_class": [True], "auto": [False, True]}[mode]:
+        loss, nested[per_class] = nested_estimate(predictions, labels, fold_of_row, per_class)
+        choice["nested_per_class_log_loss" if per_class else "nested_global_log_loss"] = loss
+    per_class = mode == "per_class" or (mode == "auto" and choice["nested_per_class_log_loss"]
+                                        < choice["nested_global_log_loss"])
+    clip, _ = choose_clip(nested[per_class], labels)
+    return {**choice, "per_class": per_class, "clip": clip,
+            "weights": fit_class_weights(predictions, labels, per_class)}
+
+
+def nested_ensemble_estimate(predictions, labels, fold_of_row, mode: str) -> tuple:
+    """The honest estimate of the whole ensemble step: for each fold k, every choice of
+    `choose_ensemble` (weights, per class or global, clipping) is made without fold k's rows
+    and applied to them. Returns (loss, out-of-fold predictions)."""
+    output = np.zeros(labels.shape)
+    for fold in np.unique(fold_of_row):
+        inside, outside = fold_of_row != fold, fold_of_row == fold
+        choice = choose_ensemble(predictions[:, inside], labels[inside], fold_of_row[inside],
+                                 mode)
+        output[outside] = np.clip(blend(predictions[:, outside], choice["weights"]),
+                                  choice["clip"], 1 - choice["clip"])
+    return mean_log_loss(labels, output), output
 
 
 # ----------------------------------------------------------------------------- inputs
@@ -236,19 +276,13 @@ def main() -> None:
         raise SystemExit(f"r60: {error}; rerun the chain (run_all.py) so every stage "
                          f"covers input/") from None
 
-    global_loss, global_nested = nested_estimate(oof, labels, fold_of_row, per_class=False)
-    per_class_loss, per_class_nested = nested_estimate(oof, labels, fold_of_row, per_class=True)
-    per_class = WEIGHTS_MODE == "per_class" or (WEIGHTS_MODE == "auto"
-                                                and per_class_loss < global_loss)
-    class_weights = fit_class_weights(oof, labels, per_class)
-    ensemble_oof = blend(oof, class_weights)
-    ensemble_test = blend(test, class_weights) if len(test_names) else \
-        np.zeros((0, len(classes)))
-    clip, clipped_loss = choose_clip(ensemble_oof, labels)
-    ensemble_oof = np.clip(ensemble_oof, clip, 1 - clip)
-    ensemble_test = np.clip(ensemble_test, clip, 1 - clip)
-    nested_oof = np.clip(per_class_nested if per_class else global_nested, clip, 1 - clip)
-    nested_loss = mean_log_loss(labels, nested_oof)
+    choice = choose_ensemble(oof, labels, fold_of_row, WEIGHTS_MODE)
+    per_class, class_weights, clip = choice["per_class"], choice["weights"], choice["clip"]
+    ensemble_oof = np.clip(blend(oof, class_weights), clip, 1 - clip)
+    ensemble_test = np.clip(blend(test, class_weights), clip, 1 - clip) if len(test_names) \
+        else np.zeros((0, len(classes)))
+    clipped_loss = mean_log_loss(labels, ensemble_oof)
+    nested_loss, _ = nested_ensemble_estimate(oof, labels, fold_of_row, WEIGHTS_MODE)
 
     submission = prediction_frame(test_names, classes, ensemble_test)
     try:
@@ -279,7 +313,8 @@ def main() -> None:
         "weights": ({c: dict(zip(members, w)) for c, w in zip(classes, class_weights.tolist())}
                     if per_class else dict(zip(members, class_weights[0].tolist()))),
         "clip": clip, "oof_log_loss": clipped_loss, "nested_oof_log_loss": nested_loss,
-        "nested_global_log_loss": global_loss, "nested_per_class_log_loss": per_class_loss,
+        "nested_global_log_loss": choice["nested_global_log_loss"],
+        "nested_per_class_log_loss": choice["nested_per_class_log_loss"],
         "settings": settings, "stamp": stamp}
     append_scores([
         {"stage": "r60_ensemble", "model": "ensemble", "fold": "all",

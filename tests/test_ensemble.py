@@ -61,6 +61,48 @@ def test_nested_estimate_never_uses_a_folds_own_rows():
     assert loss == pytest.approx(r60.mean_log_loss(labels, nested))
 
 
+def test_the_nested_ensemble_estimate_chooses_weights_mode_and_clipping_without_the_fold():
+    """Flipping every label of fold 0 leaves fold 0's nested predictions as they were: the
+    weights, the per-class choice and the clipping scored on fold 0 never saw its labels.
+    Flipping fold 1's labels moves them (they are chosen on fold 1, among others)."""
+    rng = np.random.default_rng(1)
+    labels = (rng.random((60, 3)) < 0.3).astype(float)
+    # one sharp model, right but overconfident on a few rows: clipping matters
+    sharp = np.where(labels == 1, 0.97, 0.03)
+    wrong = rng.random(labels.shape) < 0.1
+    sharp[wrong] = 1 - sharp[wrong]
+    predictions = np.stack([sharp, rng.uniform(0.05, 0.95, labels.shape),
+                            np.full(labels.shape, 0.3)])
+    folds = np.arange(60) % 4
+
+    def nested(flipped_fold):
+        flipped = labels.copy()
+        if flipped_fold is not None:
+            flipped[folds == flipped_fold] = 1 - flipped[folds == flipped_fold]
+        return r60.nested_ensemble_estimate(predictions, flipped, folds, "auto")[1]
+
+    before = nested(None)
+    np.testing.assert_array_equal(nested(0)[folds == 0], before[folds == 0])
+    assert np.abs(nested(1)[folds == 0] - before[folds == 0]).max() > 1e-6
+    # each fold's predictions are those of the choices made on the other folds
+    inside = folds != 2
+    choice = r60.choose_ensemble(predictions[:, inside], labels[inside], folds[inside], "auto")
+    expected = np.clip(stacking.blend(predictions[:, ~inside], choice["weights"]),
+                       choice["clip"], 1 - choice["clip"])
+    np.testing.assert_allclose(before[~inside], expected)
+
+
+def test_the_clipping_is_chosen_on_the_nested_blend():
+    rng = np.random.default_rng(2)
+    labels = (rng.random((40, 2)) < 0.5).astype(float)
+    predictions = rng.uniform(0.01, 0.99, (2, 40, 2))
+    folds = np.arange(40) % 4
+    choice = r60.choose_ensemble(predictions, labels, folds, "global")
+    _, nested = r60.nested_estimate(predictions, labels, folds, per_class=False)
+    assert choice["clip"] == r60.choose_clip(nested, labels)[0]
+    assert not choice["per_class"] and np.isnan(choice["nested_per_class_log_loss"])
+
+
 def test_clipping_is_chosen_on_the_oof_losses():
     labels = np.array([[1.0], [0.0], [0.0], [0.0]])
     confident_and_once_wrong = np.array([[0.0], [0.0], [0.0], [0.0]])
