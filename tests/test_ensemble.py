@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
 import a00_common as common
@@ -259,3 +260,30 @@ def test_site_features_by_hand_and_never_from_the_folds_they_leave_out():
         before, stacking.site_features(cameras, [{fold} for fold in folds],
                                        stacking.site_counts(cameras, folds, flipped, classes),
                                        classes, 2.0))
+
+
+def test_auc_standard_error_matches_hanley_and_mcneil_by_hand():
+    # A = 0.5, 10 and 10 rows: q1 = q2 = 1/3, variance = (1/4 + 9/12 + 9/12) / 100
+    assert stacking.auc_standard_error(0.5, 10, 10) == pytest.approx(np.sqrt(0.0175))
+    assert stacking.auc_standard_error(1.0, 10, 10) == pytest.approx(0.0)
+
+
+def test_adversarial_validation_finds_the_group_that_differs_for_test_rows():
+    """Level-1 logits that are sharper for test rows (as a fold mean would not be, the other
+    way round) give themselves away; metadata drawn alike for both does not."""
+    rng = np.random.default_rng(0)
+
+    def frame(count, shift):
+        return pd.DataFrame({"meta:duration": rng.normal(0, 1, count),
+                             "meta:width": rng.normal(0, 1, count),
+                             "l1:gru:bird": rng.normal(shift, 1, count),
+                             "l1:gru:blank": rng.normal(0, 1, count),
+                             "site:bird": np.nan})
+    groups, single = stacking.adversarial_validation(frame(300, 0.0), frame(150, 1.5), seed=0)
+    by_group = groups.set_index("group")
+    assert set(by_group.index) == {"metadata and statistics", "level 1: gru", "all inputs"}
+    assert by_group.loc["level 1: gru", "auc"] > 0.75 and by_group.loc["level 1: gru", "mismatch"]
+    assert abs(by_group.loc["metadata and statistics", "auc"] - 0.5) < 0.1
+    assert not by_group.loc["metadata and statistics", "mismatch"]
+    assert single["input"].iloc[0] == "l1:gru:bird" and len(single) == 4
+    assert single["auc"].iloc[0] > 0.75

@@ -142,7 +142,54 @@ def test_no_label_of_a_videos_own_fold_reaches_its_neighbour_features(tmp_path, 
     changed = labels.copy()
     changed[fold_of_train == 0] = 1 - changed[fold_of_train == 0]   # flip fold 0's labels
     after = features(changed)
-    own_fold = fold_of_train == 0
-    pd.testing.assert_frame_equal(before[own_fold], after[own_fold])
-    # the flip is visible elsewhere: the check above is not vacuous
-    assert not before[~own_fold].equals(after[~own_fold])
+    # the memorised (in-sample) predictions are never read: no row's features move, neither
+    # those of fold 0 nor those of the folds whose models memorised fold 0's labels
+    pd.testing.assert_frame_equal(before, after)
+
+
+def test_each_video_reads_its_neighbours_through_one_fold_view(tmp_path, monkeypatch):
+    """Six train clips a minute apart on one camera (folds 0, 1, 0, 1, 0, 1) and two test
+    clips. A value names the model and the clip: fold g's model says 100 g + i of train clip
+    i and 100 g + 50 + j of test clip j. A train clip of fold g sees only fold g's clips and
+    the test clips, through the fold-g model; a test clip reads the view of its nearest
+    train clip (the earlier one on a tie)."""
+    classes = ["bird"]
+    train = [f"t{i}.mp4" for i in range(6)]
+    test = ["x0.mp4", "x1.mp4"]
+    fold_of_train = np.array([0, 1, 0, 1, 0, 1])
+    start = pd.Timestamp("2017-01-01T00:00:00Z")
+    minutes = list(range(6)) + [2.5, 10]
+    metadata = pd.DataFrame({"filename": train + test, "camera": "north",
+                             "capture_time": [str(start + pd.Timedelta(minutes=m))
+                                              for m in minutes]})
+    folds = pd.DataFrame({"filename": train, "fold": fold_of_train})
+    monkeypatch.setenv("TRAPSTACK_DATA", str(tmp_path))
+    level1 = tmp_path / "predictions" / "level1"
+    level1.mkdir(parents=True)
+    pd.DataFrame([{"fold": g, "filename": name, "bird": 100 * g + i}
+                  for g in (0, 1) for i, name in enumerate(train)]).to_csv(
+        level1 / "model_train_by_fold.csv", index=False)
+    pd.DataFrame([{"fold": g, "filename": name, "bird": 100 * g + 50 + j}
+                  for g in (0, 1) for j, name in enumerate(test)]).to_csv(
+        level1 / "model_test_by_fold.csv", index=False)
+    train_table, test_table = stacking.build_features(
+        train, test, classes, folds, metadata, ["model"], (1,), per_model=False)
+    # view 0, in time: t0 (0), t2 (2), x0 (50), t4 (4), x1 (51)
+    # view 1, in time: t1 (101), x0 (150), t3 (103), t5 (105), x1 (151)
+    train_table = train_table.set_index("filename")
+    assert np.isnan(train_table.loc["t0.mp4", "neighbor_previous_bird"])
+    assert train_table.loc["t0.mp4", "neighbor_next_bird"] == 2
+    assert train_table.loc["t2.mp4", "neighbor_next_bird"] == 50
+    assert train_table.loc["t4.mp4", "neighbor_mean1_bird"] == (50 + 51) / 2
+    assert train_table.loc["t3.mp4", "neighbor_previous_bird"] == 150
+    assert train_table.loc["t5.mp4", "neighbor_next_bird"] == 151
+    assert train_table.loc["t1.mp4", "neighbor_group_size"] == 5
+    test_table = test_table.set_index("filename")
+    # x0 (minute 2.5) is as near to t2 (fold 0) as to t3 (fold 1): the earlier wins, view 0
+    assert test_table.loc["x0.mp4", "view"] == 0
+    assert test_table.loc["x0.mp4", "neighbor_previous_bird"] == 2
+    assert test_table.loc["x0.mp4", "neighbor_next_bird"] == 4
+    # x1 (minute 10) is nearest to t5 (fold 1): view 1
+    assert test_table.loc["x1.mp4", "view"] == 1
+    assert test_table.loc["x1.mp4", "neighbor_previous_bird"] == 105
+    assert np.isnan(test_table.loc["x1.mp4", "neighbor_next_bird"])

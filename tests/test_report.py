@@ -30,7 +30,9 @@ CLASSES = ["bird", "blank", "other (primate)", "small cat", "cat & <dog>"]
 SECTION_HEADINGS = ["Headline numbers", "Model comparison", "Per-class losses",
                     "Calibration of the ensemble", "Blank vs animal",
                     "Stacker feature importances", "Ensemble weights and clipping",
-                    "Scores by fold", "Data set", "Cameras", "Failures", "Run settings"]
+                    "Scores by fold",
+                    "Adversarial validation: do test rows look like train rows?", "Data set",
+                    "Cameras", "Failures", "Run settings"]
 ROWS = 48
 FOLDS = 4
 
@@ -100,6 +102,13 @@ def make_full_run(root: Path) -> tuple[pd.DataFrame, dict, pd.DataFrame, pd.Data
     scores.append({"time": "t", "stage": "r31_level1", "model": "alpha", "fold": "all",
                    "log_loss": 0.21, "rows": ROWS, "config_hash": "h", "commit": "c"})
     write_table(pd.DataFrame(scores), root / "reports" / "scores.csv")
+    write_table(pd.DataFrame([
+        {"group": "metadata and statistics", "inputs": 12, "auc": 0.48, "standard_error": 0.05,
+         "mismatch": False},
+        {"group": "neighbours", "inputs": 30, "auc": 0.91, "standard_error": 0.03,
+         "mismatch": True}]), root / "reports" / "adversarial_validation.csv")
+    write_table(pd.DataFrame([{"input": "nb:neighbor_log_gap_next", "group": "neighbours",
+                               "auc": 0.88}]), root / "reports" / "adversarial_inputs.csv")
     write_table(pd.DataFrame([{"filename": "broken_clip.mp4", "stage": "r10",
                                "error": "probe: moov atom not found"}]),
                 root / "cache" / "failures.csv")
@@ -179,6 +188,11 @@ def test_report_numbers_follow_the_inputs(tmp_path, monkeypatch):
     assert "broken_clip.mp4" in page and "moov atom not found" in page
     assert "silent: every importance is zero" in page
     assert "[0.0001, 1 − 0.0001]" in page                            # chosen clipping
+    adversarial = page[page.index('id="adversarial"'):page.index('id="data"')]
+    assert '<tr class="warn"><td>neighbours</td><td class="number">30</td>' \
+        '<td class="number">0.910</td>' in adversarial
+    assert "differs for test rows" in adversarial and "nb:neighbor_log_gap_next" in adversarial
+    assert '<tr><td>metadata and statistics</td>' in adversarial
     settings = page[page.index('id="settings"'):]
     assert "<details>" in settings and "num_leaves" in settings and "WEIGHTS_MODE" in settings
 
@@ -197,6 +211,7 @@ def test_report_without_optional_inputs_says_what_is_missing(tmp_path, monkeypat
     assert "failures.csv is missing" in page
     assert "scores.csv is missing" in page
     assert "No ensemble information" in page
+    assert "adversarial_validation.csv is missing" in page
     assert "http://" not in page and "https://" not in page and "<script" not in page
 
 
