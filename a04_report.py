@@ -763,7 +763,7 @@ def fold_scores_section() -> str:
 
 def adversarial_section() -> str:
     """r60's adversarial validation: per group of stacker inputs, how well a classifier tells
-    test rows from train rows, and the single inputs that tell them apart best."""
+    test rows from train rows, against what the way the test rows were drawn gives alone."""
     groups_path = reports_dir() / "adversarial_validation.csv"
     inputs_path = reports_dir() / "adversarial_inputs.csv"
     if not groups_path.exists():
@@ -775,16 +775,19 @@ def adversarial_section() -> str:
         groups = pd.DataFrame()
     if groups.empty:
         return _missing("No adversarial validation: the data set has no test rows (or too few "
-                        "of one split to cross-validate).")
+                        "visits of one split to cross-validate).")
     rows, row_classes = [], []
     for row in groups.itertuples():
         mismatch = str(row.mismatch).lower() == "true"
-        rows.append([row.group, str(row.inputs), _number(row.auc, 3),
-                     _number(row.standard_error, 3),
+        rows.append([row.group, str(row.inputs),
+                     f"{_number(row.auc, 3)} ± {_number(row.standard_error, 3)}",
+                     f"{_number(row.null_auc, 3)} ± {_number(row.null_standard_error, 3)}",
                      "differs for test rows" if mismatch else "alike"])
         row_classes.append("warn" if mismatch else "")
-    html_text = _table(["inputs of the stackers", "columns", "AUC", "± (standard error)",
-                        "train vs test"], rows, numeric={1, 2, 3}, row_classes=row_classes)
+    draw = "whole visits" if str(groups["null_draw"].iloc[0]) == "visits" else "single clips"
+    html_text = _table(["inputs of the stackers", "columns", "AUC, train vs test",
+                        f"AUC, train vs train ({draw})", "train vs test"], rows,
+                       numeric={1, 2, 3}, row_classes=row_classes)
     if inputs_path.exists():
         try:
             single = pd.read_csv(inputs_path)
@@ -795,13 +798,16 @@ def adversarial_section() -> str:
                 _table(["input", "group", "AUC alone"],
                        [[row.input, row.group, _number(row.auc, 3)]
                         for row in single.itertuples()], numeric={2})
-    note = ("A LightGBM classifier is trained to tell test rows (1) from train rows (0) on each "
-            "group of the stackers' inputs, with 5-fold cross-validation; its AUC is 0.5 when the "
-            "group looks the same for both. A group more than two standard errors above 0.5 "
-            "means something else for test rows than for the train rows the stackers learn from: "
-            "the stackers' OOF score then does not carry over to the test rows. Test rows are "
-            "read as the stackers read them: level-1 predictions of one fold's models (a fold "
-            "drawn per row) and r48's neighbour view. An AUC below 0.5 is noise.")
+    note = ("A LightGBM classifier learns to tell test rows (1) from train rows (0) on each group "
+            "of the stackers' inputs, in 5-fold cross-validation whose folds keep visits whole "
+            "(a classifier that saw some clips of a visit would recognise the rest, not the "
+            "split). Test rows are read as the stackers read them: one fold's level-1 models "
+            "(a fold drawn per row) and r48's neighbour view. Test clips may also differ in what "
+            f"they show, so the same classifier tells apart train rows drawn as the test rows "
+            f"were ({draw}): what the draw alone gives. A group more than two standard errors "
+            "above both that and 0.5 means something else for test rows than for the train rows "
+            "the stackers learn from, and their OOF score will not carry over. An AUC below 0.5 "
+            "is nothing the classifier could carry to unseen visits.")
     return html_text + f'<p class="note">{_text(note)}</p>'
 
 

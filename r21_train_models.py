@@ -26,8 +26,8 @@ trains a Keras model on all its training rows for the fixed schedule (EPOCHS, co
 the end; with EARLY_STOPPING_FRACTION > 0 it holds out that share of its training visits and
 keeps the best epoch on them instead); a LightGBM fold finds each class's rounds on
 GBM_EARLY_STOPPING_FRACTION of its training visits and refits on all its training rows. The
-fold's own validation rows steer nothing, so its OOF predictions are what unseen clips get. A fold job is
-skipped ("[up to date]") only when its model was trained from the same config: settings,
+fold's own validation rows steer nothing, so its OOF predictions are what unseen clips get.
+A fold job is skipped ("[up to date]") only when its model was trained from the same config: settings,
 the content digests of the train rows' inputs, their labels and the folds (test rows only
 with pseudo-labels); otherwise the log says what changed ("[redo] ... (changed: labels)"). Jobs of different
 models or folds may run at the same time: they write different files, and config.json, which

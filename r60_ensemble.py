@@ -36,7 +36,8 @@ import numpy as np
 import pandas as pd
 
 from a00_common import (SEED, append_scores, check_prediction_table, data_dir,
-                        default_threads, file_digest, fit_blend_weights, input_dir, level1_dir, level2_dir,
+                        default_threads, file_digest, fit_blend_weights, input_dir,
+                        level1_dir, level2_dir,
                         load_folds, load_submission_format, load_train_labels, log_outcome,
                         logger, mean_log_loss, metadata_dir, optional_file_digest,
                         outdated_reason, parse_config, prediction_frame, predictions_dir,
@@ -119,6 +120,18 @@ def nested_ensemble_estimate(predictions, labels, fold_of_row, mode: str) -> tup
 
 # ----------------------------------------------------------------------------- inputs
 
+def test_drawn_by_visit(train_names, test_names) -> bool:
+    """Whether the test clips look drawn by whole visits: fewer than half of them share a
+    visit (metadata.csv's `sequence`, over all videos) with a train clip."""
+    metadata = pd.read_csv(metadata_dir() / "metadata.csv", dtype=str, keep_default_na=False)
+    if "sequence" not in metadata.columns:
+        return True
+    sequence = metadata.set_index("filename")["sequence"]
+    train_visits = set(sequence.reindex(list(train_names)).dropna())
+    shared = sequence.reindex(list(test_names)).isin(train_visits)
+    return bool(shared.mean() < 0.5)
+
+
 def adversarial_tables(train_names, test_names, classes) -> tuple:
     """The stackers' inputs (every level-1 model, the neighbour features when r48 ran) of
     train and test rows, judged by `a05_stacking.adversarial_validation`."""
@@ -136,7 +149,14 @@ def adversarial_tables(train_names, test_names, classes) -> tuple:
     test = views[fold_numbers[0]].copy()
     for fold in fold_numbers[1:]:
         test.loc[drawn == fold] = views[fold].loc[drawn == fold].to_numpy()
-    return adversarial_validation(train.frame, test, seed=SEED,
+    sequence = pd.read_csv(metadata_dir() / "metadata.csv", dtype=str,
+                           keep_default_na=False).set_index("filename")
+    sequence = sequence["sequence"] if "sequence" in sequence.columns else \
+        pd.Series(sequence.index, index=sequence.index)
+    return adversarial_validation(train.frame, test,
+                                  sequence.reindex(list(train_names)).fillna("").to_numpy(),
+                                  sequence.reindex(list(test_names)).fillna("").to_numpy(),
+                                  test_drawn_by_visit(train_names, test_names), seed=SEED,
                                   max_rows=ADVERSARIAL_MAX_ROWS, threads=default_threads())
 
 
@@ -333,8 +353,9 @@ def main() -> None:
         for row in groups.itertuples():
             if row.mismatch:
                 logger.warning("r60: adversarial validation tells test rows from train rows "
-                               "by %s (AUC %.3f ± %.3f): those inputs mean something else for "
-                               "test rows", row.group, row.auc, row.standard_error)
+                               "by %s (AUC %.3f ± %.3f, against %.3f between train visits): "
+                               "those inputs mean something else for test rows", row.group,
+                               row.auc, row.standard_error, row.null_auc)
     weights_text = ", ".join(f"{m} {w:.2f}" for m, w in zip(members, class_weights.mean(0)))
     print(f"\nensemble weights ({'per class, mean shown' if per_class else 'global'}): "
           f"{weights_text}; clip {clip:g}", flush=True)

@@ -104,8 +104,10 @@ def make_full_run(root: Path) -> tuple[pd.DataFrame, dict, pd.DataFrame, pd.Data
     write_table(pd.DataFrame(scores), root / "reports" / "scores.csv")
     write_table(pd.DataFrame([
         {"group": "metadata and statistics", "inputs": 12, "auc": 0.48, "standard_error": 0.05,
+         "null_draw": "visits", "null_auc": 0.52, "null_standard_error": 0.06,
          "mismatch": False},
         {"group": "neighbours", "inputs": 30, "auc": 0.91, "standard_error": 0.03,
+         "null_draw": "visits", "null_auc": 0.55, "null_standard_error": 0.06,
          "mismatch": True}]), root / "reports" / "adversarial_validation.csv")
     write_table(pd.DataFrame([{"input": "nb:neighbor_log_gap_next", "group": "neighbours",
                                "auc": 0.88}]), root / "reports" / "adversarial_inputs.csv")
@@ -190,7 +192,8 @@ def test_report_numbers_follow_the_inputs(tmp_path, monkeypatch):
     assert "[0.0001, 1 − 0.0001]" in page                            # chosen clipping
     adversarial = page[page.index('id="adversarial"'):page.index('id="data"')]
     assert '<tr class="warn"><td>neighbours</td><td class="number">30</td>' \
-        '<td class="number">0.910</td>' in adversarial
+        '<td class="number">0.910 ± 0.030</td><td class="number">0.550 ± 0.060</td>' \
+        in adversarial and "AUC, train vs train (whole visits)" in adversarial
     assert "differs for test rows" in adversarial and "nb:neighbor_log_gap_next" in adversarial
     assert '<tr><td>metadata and statistics</td>' in adversarial
     settings = page[page.index('id="settings"'):]
