@@ -218,18 +218,19 @@ def visit_split(clips: list[dict], count: int, rng: np.random.Generator) -> set[
         if size + len(visits[visit]) <= count:
             chosen.append(visit)
             size += len(visits[visit])
-    for species in _SPECIES:
-        showing = {i for i, clip in enumerate(clips) if species.name in clip["species"]}
+    at_risk = [{i for i, clip in enumerate(clips) if species.name in clip["species"]}
+               for species in _SPECIES]
+    for showing in at_risk:
         test = {i for visit in chosen for i in visits[visit]}
         if showing and showing <= test:
             smallest = min((v for v in chosen if showing & set(visits[v])),
                            key=lambda v: len(visits[v]))
             chosen.remove(smallest)
             size -= len(visits[smallest])
-            for visit in order:   # refill with visits that show no species at risk
+            for visit in order:   # refill with visits that show no species (blank clips)
                 if visit not in chosen and visit != smallest and \
                         size + len(visits[visit]) <= count and \
-                        not showing & set(visits[visit]):
+                        not any(showing & set(visits[visit]) for showing in at_risk):
                     chosen.append(visit)
                     size += len(visits[visit])
     return {i for visit in chosen for i in visits[visit]}

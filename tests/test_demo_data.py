@@ -123,3 +123,26 @@ def test_out_may_name_the_data_folder_itself(tmp_path):
     assert (data / "input" / "train_labels.csv").exists()
     assert len(list((data / "input" / "videos").glob("*.mp4"))) == 4
     assert (data / "demo_truth" / "test_labels.csv").exists()
+
+
+def test_the_test_split_takes_whole_visits_and_leaves_every_species_in_training():
+    import numpy as np
+    import r00_make_demo_data as r00
+    # visits 0-3 show a duiker (only visit 1: two clips), visits 4-9 are blank false triggers
+    clips = [{"visit": 0, "species": ["chimpanzee"]}, {"visit": 0, "species": ["chimpanzee"]},
+             {"visit": 1, "species": ["duiker"]}, {"visit": 1, "species": ["duiker"]},
+             {"visit": 2, "species": ["chimpanzee"]}, {"visit": 3, "species": ["bird"]},
+             {"visit": 3, "species": ["bird"]}] + \
+        [{"visit": v, "species": []} for v in range(4, 10)]
+    for seed in range(20):
+        test = r00.visit_split(clips, 4, np.random.default_rng(seed))
+        assert len(test) <= 4
+        for visit in range(10):
+            members = {i for i, clip in enumerate(clips) if clip["visit"] == visit}
+            assert members <= test or not members & test, "a visit is split"
+        for name in ("chimpanzee", "duiker", "bird"):
+            showing = {i for i, clip in enumerate(clips) if name in clip["species"]}
+            assert showing - test, f"every {name} clip went to test"
+    # whole visits fill the count exactly where they can: 13 clips, 4 wanted
+    assert sum(len(r00.visit_split(clips, 4, np.random.default_rng(s))) == 4
+               for s in range(20)) >= 15
