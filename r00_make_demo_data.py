@@ -55,7 +55,8 @@ from a00_common import (PROJECT_ROOT, atomic_path, logger, parse_config, progres
 
 # --- size
 N_TRAIN = 200                  # labelled clips (train_labels.csv)
-N_TEST = 80                    # unlabelled clips (submission_format.csv)
+N_TEST = 80                    # unlabelled clips (submission_format.csv); drawn by visit,
+                               # as many as whole visits allow (80 on the demo), never more
 # "visit": the test clips are whole visits, so no test clip has a labelled clip of its own
 # visit and the demo's test score checks the OOF estimate (the folds keep visits whole too);
 # "clip": clips drawn one by one, as Pri-matrix drew its test set (test clips then sit
@@ -206,8 +207,9 @@ def check_settings() -> None:
 
 def visit_split(clips: list[dict], count: int, rng: np.random.Generator) -> set[int]:
     """Indices of `count` test clips made of whole visits (drawn in random order, a visit
-    skipped when it would overshoot); a species whose every clip fell in test gives one of
-    its visits back to training, and whole visits of other clips fill the gap."""
+    skipped when it would overshoot; visits that sum to `count` exactly when that falls
+    short); a species whose every clip fell in test gives one of its visits back to
+    training, and blank visits fill the gap as far as whole visits can."""
     visits: dict[int, list[int]] = {}
     for index, clip in enumerate(clips):
         visits.setdefault(clip["visit"], []).append(index)
@@ -218,6 +220,9 @@ def visit_split(clips: list[dict], count: int, rng: np.random.Generator) -> set[
         if size + len(visits[visit]) <= count:
             chosen.append(visit)
             size += len(visits[visit])
+    if size < count:   # the greedy draw fell short: whole visits that sum to `count` exactly
+        chosen = exact_visits(order, {v: len(visits[v]) for v in order}, count) or chosen
+        size = sum(len(visits[v]) for v in chosen)
     at_risk = [{i for i, clip in enumerate(clips) if species.name in clip["species"]}
                for species in _SPECIES]
     for showing in at_risk:
@@ -234,6 +239,23 @@ def visit_split(clips: list[dict], count: int, rng: np.random.Generator) -> set[
                     chosen.append(visit)
                     size += len(visits[visit])
     return {i for visit in chosen for i in visits[visit]}
+
+
+def exact_visits(order: list[int], sizes: dict, count: int) -> list[int] | None:
+    """Visits (taken in `order`'s preference) whose sizes sum to `count`, or None."""
+    parent: dict[int, tuple[int, int]] = {0: (-1, -1)}
+    for visit in order:
+        for total in sorted(parent, reverse=True):
+            reached = total + sizes[visit]
+            if reached <= count and reached not in parent:
+                parent[reached] = (total, visit)
+    if count not in parent:
+        return None
+    chosen, total = [], count
+    while total:
+        total, visit = parent[total]
+        chosen.append(visit)
+    return chosen
 
 
 def split_by_weight(total: int, weights: np.ndarray) -> np.ndarray:

@@ -120,6 +120,16 @@ def nested_ensemble_estimate(predictions, labels, fold_of_row, mode: str) -> tup
 
 # ----------------------------------------------------------------------------- inputs
 
+def tabular_stamp(filenames) -> str | None:
+    """The digest of the metadata and statistics rows the adversarial classifiers read; None
+    when a row is missing upstream (the prediction tables' check below then names it)."""
+    from a03_models import tabular_digest
+    try:
+        return tabular_digest(filenames)
+    except ValueError:
+        return None
+
+
 def test_drawn_by_visit(train_names, test_names) -> bool:
     """Whether the test clips look drawn by whole visits: fewer than half of them share a
     visit (metadata.csv's `sequence`, over all videos) with a train clip."""
@@ -254,7 +264,6 @@ def main() -> None:
         members = [name for name in model_tables(folder) if not _excluded(name)]
     if not members:
         raise SystemExit("r60: no predictions to blend: run r31/r40 (and r50) first")
-    from a03_models import tabular_digest
     # every table it reads (level 1 for the report's rows too), the labels, the folds, the
     # test rows asked for, the demo's hidden labels, the settings, the report's other inputs
     inputs = {"members": members, "settings": args.config,
@@ -263,7 +272,7 @@ def main() -> None:
               "neighbors": {name: optional_file_digest(predictions_dir() / name)
                             for name in ("neighbors_oof.csv", "neighbors_test.csv")},
               # the metadata and statistics rows the adversarial classifiers read
-              "tabular": tabular_digest(list(train_names) + list(test_names))
+              "tabular": tabular_stamp(list(train_names) + list(test_names))
               if ADVERSARIAL_VALIDATION and len(test_names) else None,
               "labels": file_digest(input_dir() / "train_labels.csv"),
               "submission_format": file_digest(input_dir() / "submission_format.csv"),

@@ -18,7 +18,7 @@ from a00_common import PRIMATRIX_CLASSES  # noqa: E402
 
 SCRIPT = PROJECT_ROOT / "r00_make_demo_data.py"
 TINY = ["--n_train", "6", "--n_test", "3", "--min_seconds", "1", "--max_seconds", "1.5",
-        "--cameras", "160x120@8,128x96@6"]
+        "--cameras", "160x120@8,128x96@6", "--test_split", "clip"]
 
 pytestmark = pytest.mark.skipif(shutil.which("ffmpeg") is None or shutil.which("ffprobe") is None,
                                 reason="needs ffmpeg and ffprobe")
@@ -146,3 +146,20 @@ def test_the_test_split_takes_whole_visits_and_leaves_every_species_in_training(
     # whole visits fill the count exactly where they can: 13 clips, 4 wanted
     assert sum(len(r00.visit_split(clips, 4, np.random.default_rng(s))) == 4
                for s in range(20)) >= 15
+
+
+def test_the_default_plan_draws_test_clips_by_whole_visits(monkeypatch):
+    """The default demo's plan (no video encoded): 80 test clips, no visit on both sides,
+    and every species of the test clips among the train clips."""
+    import numpy as np
+    import r00_make_demo_data as r00
+    monkeypatch.setattr(r00, "TEST_SPLIT", "visit")
+    clips = r00.plan_clips(np.random.default_rng([r00.SEED, 0]))
+    test = [clip for clip in clips if clip["split"] == "test"]
+    assert len(test) == r00.N_TEST and len(clips) == r00.N_TRAIN + r00.N_TEST
+    split_of_visit = {}
+    for clip in clips:
+        assert split_of_visit.setdefault(clip["visit"], clip["split"]) == clip["split"]
+    train_species = {name for clip in clips if clip["split"] == "train"
+                     for name in clip["species"]}
+    assert {name for clip in test for name in clip["species"]} <= train_species
