@@ -143,6 +143,18 @@ BACKBONES: dict[str, BackboneSpec] = {spec.name: spec for spec in (
 DEFAULT_BACKBONE = "effnet_lite0"
 
 
+def parse_extractor(extractor: str) -> tuple[str, str, str] | None:
+    """(backbone, depths, view) of a backbone extractor `<backbone>[_skip][_crop]`: depths
+    "skip" pools several depths, view "crop" reads each frame's motion crop (a01
+    `motion_crop`) instead of the whole frame. None when it names no backbone."""
+    name, view, depths = extractor, "full", "final"
+    if name.endswith("_crop"):
+        name, view = name[:-len("_crop")], "crop"
+    if name.endswith("_skip"):
+        name, depths = name[:-len("_skip")], "skip"
+    return (name, depths, view) if name in BACKBONES else None
+
+
 def backbone_spec(name: str) -> BackboneSpec:
     if name not in BACKBONES:
         raise ValueError(f"unknown backbone {name!r}; choose one of {', '.join(BACKBONES)}")

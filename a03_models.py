@@ -279,6 +279,9 @@ MODELS: dict[str, ModelSpec] = {
         description="LightGBM per class on metadata + hash/motion + audio statistics"),
     **_sequence_models("effnet_lite0"),
     **_sequence_models("effnet_lite0_skip"),
+    **_sequence_models("effnet_lite0_crop"),
+    **_sequence_models("effnet_lite1"),
+    **_sequence_models("effnet_lite2"),
     **_sequence_models("random_lite0"),
     "gru_hashes": ModelSpec(
         "gru_hashes", "keras", ("steps:hashes",), "gru",
@@ -299,18 +302,17 @@ MODELS: dict[str, ModelSpec] = {
 
 def get_spec(name: str) -> ModelSpec:
     """A registered model, or a sequence head over any backbone r12 can extract:
-    `<head>_<backbone>[_skip]`, e.g. `gru_resnet50_skip` or `attention_inception_v3`."""
+    `<head>_<backbone>[_skip][_crop]`, e.g. `gru_resnet50_skip` or `tcn_effnet_lite2_crop`."""
     if name in MODELS:
         return MODELS[name]
-    from a02_backbones import BACKBONES
+    from a02_backbones import BACKBONES, parse_extractor
     for head in SEQUENCE_HEADS:
         extractor = name[len(head) + 1:] if name.startswith(head + "_") else ""
-        backbone = extractor[:-len("_skip")] if extractor.endswith("_skip") else extractor
-        if backbone in BACKBONES:
+        if extractor and parse_extractor(extractor) is not None:
             return _sequence_models(extractor)[name]
     raise ValueError(f"unknown model {name!r}; known models: {', '.join(sorted(MODELS))}, "
-                     f"or <{'|'.join(SEQUENCE_HEADS)}>_<backbone>[_skip] for a backbone in "
-                     f"{', '.join(BACKBONES)}")
+                     f"or <{'|'.join(SEQUENCE_HEADS)}>_<backbone>[_skip][_crop] for a "
+                     f"backbone in {', '.join(BACKBONES)}")
 
 
 # ----------------------------------------------------------------------------- settings

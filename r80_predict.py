@@ -344,10 +344,9 @@ def check_stack(folder: Path) -> dict:
         if trained is not None and list(trained) != list(classes):
             raise StackError(f"{folder}: model {name} was trained on other classes than the "
                              f"manifest lists ({len(trained)} vs {len(classes)})")
-    from a02_backbones import BACKBONES
+    from a02_backbones import parse_extractor
     for name in manifest["extractors"]:
-        base = name[:-len("_skip")] if name.endswith("_skip") else name
-        if name not in ("hashes", "audio_logmel") and base not in BACKBONES:
+        if name not in ("hashes", "audio_logmel") and parse_extractor(name) is None:
             raise StackError(f"{folder}: extractor {name} is unknown to this trapstack")
     here = package_versions()
     for package in CHECKED_PACKAGES:

@@ -646,3 +646,47 @@ def test_follow_runs_the_backbone_while_r10_decodes(tmp_path, r12, monkeypatch):
     for name, values in followed.items():
         np.testing.assert_allclose(np.load(folder / f"{name}.npy").astype(np.float32),
                                    values.astype(np.float32), rtol=1e-3, atol=1e-5)
+
+
+# ----------------------------------------------------------------------------- motion crops
+
+def _still_scene(count: int, size: int = 224, seed: int = 0) -> np.ndarray:
+    random = np.random.default_rng(seed)
+    return (np.full((count, size, size, 3), 90) +
+            random.integers(0, 6, (count, size, size, 3))).astype(np.uint8)
+
+
+def test_a_motion_crop_follows_a_small_moving_animal():
+    """A 20-pixel bright square crossing a still, noisy scene: each frame's box is the
+    square's own, and in every crop the square fills ~13 % of the picture instead of
+    0.8 % of the frame (the box grown by a quarter on each side, to the minimum side of a
+    quarter of the frame: 56 pixels, (20 / 56)² of the crop)."""
+    frames = _still_scene(8)
+    for index in range(8):
+        frames[index, 150:170, 20 + 10 * index:40 + 10 * index] = 230
+    boxes = video_io.motion_boxes(frames)
+    assert boxes[0] == (19, 149, 41, 171) and boxes[3] == (49, 149, 71, 171)
+    crops = video_io.motion_crop(frames, aspect=1.0)
+    assert crops.shape == frames.shape and crops.dtype == np.uint8
+    bright = (crops.mean(axis=3) > 200).mean(axis=(1, 2))
+    assert bright == pytest.approx(np.full(8, (20 / 56) ** 2), abs=0.02)
+
+
+def test_where_nothing_moves_the_whole_frame_is_letterboxed_not_squashed():
+    """A still 16:9 clip (squashed to a square by r10): the crop is the whole frame at 16:9,
+    224 × 126 pixels of picture with 49 rows of mid-grey above and below."""
+    frames = _still_scene(4)
+    frames[:, :, :112] = 40      # left half darker: the picture's content
+    crops = video_io.motion_crop(frames, aspect=16 / 9)
+    rows = crops[0].mean(axis=(1, 2))
+    assert (rows[:48] == 127).all() and (rows[-48:] == 127).all()
+    assert (rows[50:-50] != 127).all()
+    middle = crops[0, 112]
+    assert middle[:100].mean() < 50 and middle[124:].mean() > 85   # not mirrored, not cut
+
+
+def test_the_display_aspect_follows_rotation():
+    assert video_io.display_aspect({"width": 1920, "height": 1080}) == pytest.approx(16 / 9)
+    assert video_io.display_aspect({"width": 1920, "height": 1080, "rotation": 90}) == \
+        pytest.approx(9 / 16)
+    assert video_io.display_aspect({}) == 1.0
