@@ -577,12 +577,14 @@ def display_aspect(summary: dict) -> float:
 
 def motion_boxes(frames: np.ndarray, min_difference: float = 20.0,
                  min_area: float = 0.0005) -> list:
-    """Per frame, the box (x0, y0, x1, y1) in pixels of what departs from the clip's
-    background (the median of its frames), or None where nothing does.
+    """Per frame, the box (x0, y0, x1, y1) in pixels of the largest region that departs
+    from the clip's background (the median of its frames), or None where nothing does.
 
     A pixel moves when its blurred grey level differs from the background by more than
     `min_difference` and by four noise sigmas (from the median difference); specks under a
-    3 × 3 opening and frames with moving pixels under `min_area` of the frame are still.
+    3 × 3 opening are still. The largest connected region is kept (an animal, rather than
+    the span from it to a fleck of sunlight across the frame); a frame whose largest region
+    is under `min_area` of the frame is still.
     """
     import cv2
     grey = np.stack([cv2.GaussianBlur(frame.mean(axis=2, dtype=np.float32), (5, 5), 0)
@@ -593,12 +595,13 @@ def motion_boxes(frames: np.ndarray, min_difference: float = 20.0,
     boxes = []
     for moving in difference > threshold:
         moving = cv2.morphologyEx(moving.astype(np.uint8), cv2.MORPH_OPEN, kernel)
-        if moving.sum() < min_area * moving.size:
+        count, _, stats, _ = cv2.connectedComponentsWithStats(moving, connectivity=8)
+        areas = stats[1:, cv2.CC_STAT_AREA]
+        if count < 2 or areas.max() < min_area * moving.size:
             boxes.append(None)
             continue
-        rows, columns = np.nonzero(moving)
-        boxes.append((int(columns.min()), int(rows.min()), int(columns.max()) + 1,
-                      int(rows.max()) + 1))
+        x, y, width, height = stats[1 + int(np.argmax(areas)), :4]
+        boxes.append((int(x), int(y), int(x + width), int(y + height)))
     return boxes
 
 
