@@ -13,8 +13,10 @@ Writes  features/<extractor>/features.npy     (videos, steps, dims) per-step fea
         cache/failures/r12_<extractor>.csv → cache/failures.csv
 Cost    hashes ~5 ms/video; audio_logmel ~20 ms/video; effnet_lite0 at 224 px ≈ 55 frames/s on
         2 CPU cores (16 frames/video → ~0.3 s/video); a GPU does thousands of frames/s.
-Disk    per video, 16 frames: effnet_lite0 50 KB (16 × 1280 float16 + 2 × 1280 float32),
-        effnet_lite0_skip 70 KB, resnet50 82 KB, resnet50_skip 143 KB.
+        A `_crop` extractor adds ~4 ms a frame for the motion crop.
+Disk    per video, 16 frames: effnet_lite0 (and effnet_lite0_crop) 50 KB (16 × 1280
+        float16 + 2 × 1280 float32), effnet_lite0_skip 70 KB, resnet50 82 KB,
+        resnet50_skip 143 KB.
 
     python r12_extract_features.py                          # every extractor in EXTRACTORS
     python r12_extract_features.py --extractor hashes       # one extractor (parallel-safe)
@@ -70,7 +72,9 @@ from a00_common import (array_digest, atomic_path, cache_dir, config_hash, data_
                         short_error, stamp_path, video_path, write_arrays, write_csv,
                         write_json, write_stage_failures, write_stamp)
 
-EXTRACTORS = ("hashes", "audio_logmel", "effnet_lite0")   # what a plain run extracts
+# what a plain run extracts: Lite0 on whole frames and on motion crops (bench/results/
+# backbone_and_crop_ablation.csv)
+EXTRACTORS = ("hashes", "audio_logmel", "effnet_lite0", "effnet_lite0_crop")
 SHARD_SIZE = 64                # videos per resumable work unit
 KEEP_SHARDS = False            # True: keep the shard files after joining (twice the disk)
 FEATURE_DTYPE = "float16"      # per-step CNN and log-mel features on disk: float16 or float32

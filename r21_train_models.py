@@ -9,10 +9,10 @@ Writes  models/<model>/fold<k>.weights.h5 (Keras) or fold<k>.lightgbm.json (Ligh
         learning rate, phase), models/<model>/fold<k>.json (config hash, best validation loss,
         epochs, seconds, pseudo-labelled test videos, git commit), models/<model>/config.json
         (the resolved settings, input and fold hashes, classes, git commit)
-Cost    on 2 CPU cores and the demo set, 5 folds of training: gru_effnet_lite0 ~55 s,
-        attention ~40 s, tcn ~45 s, gru_hashes ~35 s, audio_cnn ~85 s, cnn3d_micro ~75 s,
-        lgbm_tabular ~5 s (the default MODELS: ~6 min in one process); a separate process
-        per (model, fold) job adds ~5 s of TensorFlow start-up.
+Cost    on 2 CPU cores and the demo set, 5 folds of training (2 jobs at a time):
+        gru_effnet_lite0 ~60 s, attention (full frames or crops) ~45 s, tcn ~55 s,
+        gru_hashes ~50 s, audio_cnn ~105 s, lgbm_tabular ~10 s; a separate process per
+        (model, fold) job adds ~5 s of TensorFlow start-up.
 
     python r21_train_models.py                                  # every model in MODELS, every fold
     python r21_train_models.py --model gru_effnet_lite0 --fold 3 --gpu 1   # one job
@@ -46,11 +46,12 @@ from a00_common import (SEED, config_hash, digest_text, git_commit, inner_split,
                         models_dir, parse_config, print_jobs, prior_probabilities, read_json,
                         run_main, write_csv, write_json)
 
-# a plain run trains these six families (cnn3d_micro, trained on r10's frames, is in the
-# registry but not here: with no epoch picked on its own fold it does no better than the
-# class prior on the demo; bench/results/level1_selection.csv)
-MODELS = ("gru_effnet_lite0", "attention_effnet_lite0", "tcn_effnet_lite0", "gru_hashes",
-          "audio_cnn", "lgbm_tabular")
+# a plain run trains these (cnn3d_micro, trained on r10's frames, is in the registry but not
+# here: with no epoch picked on its own fold it does no better than the class prior on the
+# demo, bench/results/level1_selection.csv; the attention head over motion crops is the best
+# single model, bench/results/backbone_and_crop_ablation.csv)
+MODELS = ("gru_effnet_lite0", "attention_effnet_lite0", "tcn_effnet_lite0",
+          "attention_effnet_lite0_crop", "gru_hashes", "audio_cnn", "lgbm_tabular")
 TRAIN_SEED = SEED              # fold k uses TRAIN_SEED + k
 # --- Keras models
 EPOCHS = 30                    # the schedule's length (cosine decay to its end)

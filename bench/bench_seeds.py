@@ -9,10 +9,16 @@ folder itself is the row of its own seeds (42, the default). Its last lines: per
 mean and the standard deviation over seeds of the OOF and hidden-test losses, and of the
 ensemble's test − OOF and test − nested gaps.
 
-Writes  bench/results/seed_spread.csv   one row per (seed, model), then the spread per model
-Cost    about 5 minutes per seed on 2 cores (the demo).
+With --vary data it makes new demo data sets instead (r00 --seed: other clips, another
+by-visit test split) and runs the whole chain on each: its spread includes what the test
+draw itself moves, which the training seeds cannot show.
+
+Writes  bench/results/seed_spread.csv (or data_seed_spread.csv) one row per (seed, model),
+        then the spread per model
+Cost    about 5 minutes per training seed, 9 per data seed, on 2 cores (the demo).
 
     python bench/bench_seeds.py                       # the demo, seeds 1 and 2
+    python bench/bench_seeds.py --vary data           # demo data sets 1 and 2 (and 0, the demo)
     python bench/bench_seeds.py --seeds 1,2,3 --workers 4   # run_all's jobs (at least 2)
 """
 from __future__ import annotations
@@ -23,6 +29,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -34,7 +41,12 @@ import pandas as pd  # noqa: E402
 from a00_common import SEED, data_dir, git_commit, parse_config, write_csv  # noqa: E402
 
 SEEDS = (1, 2)                 # besides the folder's own (the default seeds)
-RESULTS = PROJECT_ROOT / "bench" / "results" / "seed_spread.csv"
+# "training": the folder's clips with other fold, training and stacker seeds; "data": other
+# demo data sets (r00 --seed: other clips, another by-visit test split), the whole chain on
+# each, so the spread includes what the test draw itself moves
+VARY = "training"
+RESULTS = {"training": PROJECT_ROOT / "bench" / "results" / "seed_spread.csv",
+           "data": PROJECT_ROOT / "bench" / "results" / "data_seed_spread.csv"}
 SHARED = ("input", "cache", "features", "demo_truth")   # made before any seed matters
 
 
@@ -55,6 +67,24 @@ def run_seed(source: Path, seed: int, workers: int, scratch: Path) -> pd.DataFra
     result = subprocess.run(command, capture_output=True, text=True)
     if result.returncode != 0:
         raise SystemExit(f"bench_seeds: the chain failed for seed {seed}: "
+                         f"{result.stderr.strip().splitlines()[-1:]}")
+    return pd.read_csv(folder / "reports" / "summary.csv").assign(seed=seed)
+
+
+def run_data_seed(seed: int, workers: int, scratch: Path) -> pd.DataFrame:
+    """A new demo data set from r00's seed, and the whole chain on it."""
+    folder = scratch / f"data{seed}"
+    made = subprocess.run([sys.executable, str(PROJECT_ROOT / "r00_make_demo_data.py"),
+                           "--seed", str(seed), "--out", str(folder / "input")],
+                          capture_output=True, text=True)
+    if made.returncode != 0:
+        raise SystemExit(f"bench_seeds: r00 failed for seed {seed}: "
+                         f"{made.stderr.strip().splitlines()[-1:]}")
+    result = subprocess.run([sys.executable, str(PROJECT_ROOT / "run_all.py"), "--data",
+                             str(folder), "--workers", str(workers)],
+                            capture_output=True, text=True)
+    if result.returncode != 0:
+        raise SystemExit(f"bench_seeds: the chain failed for data seed {seed}: "
                          f"{result.stderr.strip().splitlines()[-1:]}")
     return pd.read_csv(folder / "reports" / "summary.csv").assign(seed=seed)
 
@@ -84,20 +114,31 @@ def main() -> None:
     if not (source / "reports" / "summary.csv").exists():
         raise SystemExit(f"bench_seeds: {source} has no reports/summary.csv: run the chain "
                          f"first (make demo)")
-    tables = [pd.read_csv(source / "reports" / "summary.csv").assign(seed=SEED)]
+    if VARY not in RESULTS:
+        raise SystemExit(f"bench_seeds: --vary must be training or data, got {VARY!r}")
+    # the folder's own row: the default seeds (r00's SEED 0 for the demo's data)
+    tables = [pd.read_csv(source / "reports" / "summary.csv").assign(
+        seed=SEED if VARY == "training" else 0)]
+    timings = []
     with tempfile.TemporaryDirectory(prefix="bench_seeds_") as scratch:
         for seed in SEEDS:
-            print(f"bench_seeds: seed {seed} ...", flush=True)
-            tables.append(run_seed(source, seed, max(2, args.workers), Path(scratch)))
+            print(f"bench_seeds: {VARY} seed {seed} ...", flush=True)
+            started = time.perf_counter()
+            tables.append(run_seed(source, seed, max(2, args.workers), Path(scratch))
+                          if VARY == "training" else
+                          run_data_seed(seed, max(2, args.workers), Path(scratch)))
+            timings.append(time.perf_counter() - started)
     table = pd.concat(tables, ignore_index=True)
     summary = spread(table)
     stamp = {"date": datetime.datetime.now().isoformat(timespec="seconds"),
              "commit": git_commit(), "data": str(source)}
+    stamp["seconds_per_seed"] = ",".join(f"{seconds:.0f}" for seconds in timings)
     write_csv(pd.concat([table.assign(kind="run"), summary.assign(kind="spread")],
-                        ignore_index=True).assign(**stamp), RESULTS)
+                        ignore_index=True).assign(**stamp), RESULTS[VARY])
     with pd.option_context("display.width", 160, "display.max_columns", 20):
         print(summary.to_string(index=False, float_format=lambda x: f"{x:.5f}"))
-    print(f"bench_seeds: {RESULTS} ({args.config})")
+    print(f"bench_seeds: {RESULTS[VARY]} ({args.config}); seconds per seed: "
+          f"{stamp['seconds_per_seed']}")
 
 
 if __name__ == "__main__":
