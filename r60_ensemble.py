@@ -159,13 +159,17 @@ def adversarial_tables(train_names, test_names, classes) -> tuple:
     test = views[fold_numbers[0]].copy()
     for fold in fold_numbers[1:]:
         test.loc[drawn == fold] = views[fold].loc[drawn == fold].to_numpy()
-    sequence = pd.read_csv(metadata_dir() / "metadata.csv", dtype=str,
+    metadata = pd.read_csv(metadata_dir() / "metadata.csv", dtype=str,
                            keep_default_na=False).set_index("filename")
-    sequence = sequence["sequence"] if "sequence" in sequence.columns else \
-        pd.Series(sequence.index, index=sequence.index)
-    return adversarial_validation(train.frame, test,
-                                  sequence.reindex(list(train_names)).fillna("").to_numpy(),
-                                  sequence.reindex(list(test_names)).fillna("").to_numpy(),
+
+    def visits(names) -> np.ndarray:
+        """Each clip's visit; a clip without one is a visit of its own."""
+        names = list(names)
+        known = metadata["sequence"].reindex(names).fillna("").to_numpy() \
+            if "sequence" in metadata.columns else np.full(len(names), "")
+        return np.where(known == "", np.array(names, dtype=object), known)
+
+    return adversarial_validation(train.frame, test, visits(train_names), visits(test_names),
                                   test_drawn_by_visit(train_names, test_names), seed=SEED,
                                   max_rows=ADVERSARIAL_MAX_ROWS, threads=default_threads())
 
