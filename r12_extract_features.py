@@ -152,8 +152,8 @@ def extractor_config(extractor: str, frames_config: str) -> dict:
                 "feature_dtype": FEATURE_DTYPE}
     config = {**base, "image_size": IMAGE_SIZE, "feature_dtype": FEATURE_DTYPE,
               "weights": weights_identity(WEIGHTS)}
-    if crops_motion(extractor):
-        config["motion_crop"] = {"margin": CROP_MARGIN, "min_side": CROP_MIN_SIDE}
+    if crops_motion(extractor):   # named as the tunables: r80 passes them back as options
+        config.update(crop_margin=CROP_MARGIN, crop_min_side=CROP_MIN_SIDE)
     return config
 
 

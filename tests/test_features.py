@@ -690,3 +690,14 @@ def test_the_display_aspect_follows_rotation():
     assert video_io.display_aspect({"width": 1920, "height": 1080, "rotation": 90}) == \
         pytest.approx(9 / 16)
     assert video_io.display_aspect({}) == 1.0
+
+
+def test_every_setting_an_extractor_records_is_an_option_of_r12():
+    """r80 reproduces a stack's features by passing each extractor's recorded settings back
+    to r12 as `--key value`: every recorded setting must be one of r12's tunables."""
+    import r12_extract_features as r12
+    tunables = {name.lower() for name in vars(r12) if name.isupper()}
+    for extractor in (*r12.EXTRACTORS, "effnet_lite0_skip_crop", "effnet_lite2"):
+        recorded = set(r12.extractor_config(extractor, "frames")) - {
+            "extractor", "frames_config", "hash", "weights", "frames"}
+        assert recorded <= tunables, (extractor, recorded - tunables)
