@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from a00_common import (atomic_path, cache_dir, default_threads, digest_text, features_dir,
-                        mean_log_loss, metadata_dir, models_dir, read_json, set_seeds,
+                        metadata_dir, models_dir, read_json, set_seeds,
                         write_json)
 
 
