@@ -14,6 +14,7 @@ chain's own test rows went through:
 """
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import numpy as np
@@ -236,11 +237,19 @@ def logits(probabilities: np.ndarray) -> np.ndarray:
     return np.log(clipped / (1 - clipped))
 
 
+@functools.lru_cache(maxsize=32)
+def _by_fold_table(path: str, modified_ns: int, size: int) -> pd.DataFrame:
+    """A by-fold table, parsed once for all the folds read from it (keyed on the file's
+    modification time and size, so a rewritten file is read again)."""
+    return pd.read_csv(path, dtype={"filename": str}, keep_default_na=False, na_values=[""])
+
+
 def read_fold_rows(path, filenames, fold: int, what: str) -> pd.DataFrame:
     """The rows of one fold of a by-fold table (a `fold` column), for these videos."""
     if not path.exists():
         raise SystemExit(f"{path} is missing: {what}")
-    table = pd.read_csv(path, dtype={"filename": str}, keep_default_na=False, na_values=[""])
+    status = path.stat()
+    table = _by_fold_table(str(path), status.st_mtime_ns, status.st_size)
     if "fold" not in table.columns:
         raise SystemExit(f"{path} has no fold column (made by an older version): {what}")
     return read_rows_of(table[table["fold"] == fold].drop(columns="fold"), path, filenames,
