@@ -20,6 +20,8 @@ Cost    about 5 minutes per training seed, 9 per data seed, on 2 cores (the demo
     python bench/bench_seeds.py                       # the demo, seeds 1 and 2
     python bench/bench_seeds.py --vary data           # demo data sets 1 and 2 (and 0, the demo)
     python bench/bench_seeds.py --seeds 1,2,3 --workers 4   # run_all's jobs (at least 2)
+    python bench/bench_seeds.py --data data/frames32 --pass "r10:--frames_per_video 32" \
+        --results_file bench/results/seed_spread_32_frames.csv   # a variant's own spread
 """
 from __future__ import annotations
 
@@ -47,6 +49,10 @@ SEEDS = (1, 2)                 # besides the folder's own (the default seeds)
 VARY = "training"
 RESULTS = {"training": PROJECT_ROOT / "bench" / "results" / "seed_spread.csv",
            "data": PROJECT_ROOT / "bench" / "results" / "data_seed_spread.csv"}
+RESULTS_FILE = ""              # another results file (e.g. a variant's spread); "": by --vary
+# run_all --pass arguments of the variant the folder was made with, ";"-separated, e.g.
+# "r10:--frames_per_video 32": every seed's chain must keep them, or r10 redoes the frames
+PASS = ""
 SHARED = ("input", "cache", "features", "demo_truth")   # made before any seed matters
 
 
@@ -64,6 +70,8 @@ def run_seed(source: Path, seed: int, workers: int, scratch: Path) -> pd.DataFra
     command = [sys.executable, str(PROJECT_ROOT / "run_all.py"), "--data", str(folder),
                "--workers", str(workers), "--pass", f"r11:--fold_seed {seed}",
                "--pass", f"r21:--train_seed {seed}", "--pass", f"r50:--stacker_seed {seed}"]
+    for extra in filter(None, (part.strip() for part in PASS.split(";"))):
+        command += ["--pass", extra]
     result = subprocess.run(command, capture_output=True, text=True)
     if result.returncode != 0:
         raise SystemExit(f"bench_seeds: the chain failed for seed {seed}: "
@@ -80,9 +88,11 @@ def run_data_seed(seed: int, workers: int, scratch: Path) -> pd.DataFrame:
     if made.returncode != 0:
         raise SystemExit(f"bench_seeds: r00 failed for seed {seed}: "
                          f"{made.stderr.strip().splitlines()[-1:]}")
-    result = subprocess.run([sys.executable, str(PROJECT_ROOT / "run_all.py"), "--data",
-                             str(folder), "--workers", str(workers)],
-                            capture_output=True, text=True)
+    command = [sys.executable, str(PROJECT_ROOT / "run_all.py"), "--data", str(folder),
+               "--workers", str(workers)]
+    for extra in filter(None, (part.strip() for part in PASS.split(";"))):
+        command += ["--pass", extra]
+    result = subprocess.run(command, capture_output=True, text=True)
     if result.returncode != 0:
         raise SystemExit(f"bench_seeds: the chain failed for data seed {seed}: "
                          f"{result.stderr.strip().splitlines()[-1:]}")
@@ -133,11 +143,12 @@ def main() -> None:
     stamp = {"date": datetime.datetime.now().isoformat(timespec="seconds"),
              "commit": git_commit(), "data": str(source)}
     stamp["seconds_per_seed"] = ",".join(f"{seconds:.0f}" for seconds in timings)
+    results = Path(RESULTS_FILE) if RESULTS_FILE else RESULTS[VARY]
     write_csv(pd.concat([table.assign(kind="run"), summary.assign(kind="spread")],
-                        ignore_index=True).assign(**stamp), RESULTS[VARY])
+                        ignore_index=True).assign(**stamp), results)
     with pd.option_context("display.width", 160, "display.max_columns", 20):
         print(summary.to_string(index=False, float_format=lambda x: f"{x:.5f}"))
-    print(f"bench_seeds: {RESULTS[VARY]} ({args.config}); seconds per seed: "
+    print(f"bench_seeds: {results} ({args.config}); seconds per seed: "
           f"{stamp['seconds_per_seed']}")
 
 
