@@ -3,22 +3,20 @@
     from a04_report import build_report
     path = build_report(summary, ensemble_info, weights_table)   # r60 calls this
 
-The page opens offline in any browser: figures are PNGs from matplotlib (Agg) inlined as
-base64, the CSS is inline, and there is no JavaScript and no external address. Besides the
-three arguments it reads what earlier stages left in the data folder (labels, OOF tables,
-stacker importances, model configs, scores, failures, metadata). Every optional input may be
-missing: its section then says so. A section that fails for another reason shows the error
-and logs a warning, so a report problem never costs the run that produced the submission.
+The page opens offline in any browser: figures are PNGs drawn by a04_figures (matplotlib,
+Agg) inlined as base64, the CSS is inline, and there is no JavaScript and no external
+address. Besides the three arguments it reads what earlier stages left in the data folder
+(labels, OOF tables, stacker importances, model configs, scores, failures, metadata). Every
+optional input may be missing: its section then says so. A section that fails for another
+reason shows the error and logs a warning, so a report problem never costs the run that
+produced the submission.
 """
 from __future__ import annotations
 
 import base64
 import datetime
 import html
-import io
 import json
-import math
-import struct
 from pathlib import Path
 
 import numpy as np
@@ -28,32 +26,17 @@ from a00_common import (atomic_path, cache_dir, data_dir, git_commit, level1_dir
                         load_folds, load_train_labels, logger, metadata_dir,
                         models_dir, per_class_log_loss, predictions_dir, prior_probabilities,
                         reports_dir)
+from a04_figures import (GROUP_COLOURS, LEVEL_COLOURS, RELIABILITY_BINS, display_width,
+                         figure_style, importance_figure, model_comparison_figure, png_bytes,
+                         reliability_figure, weights_heatmap)
 
-TOP_FEATURES = 20              # bars per stacker in the importance chart
 RELIABILITY_CLASSES = 6        # calibration curves for this many most frequent classes
-RELIABILITY_BINS = 8           # quantile bins per calibration curve
 MIN_POSITIVES_FOR_CURVE = 2    # a curve of a class with fewer positives says nothing
 BLANK_CLASS = "blank"
 BLANK_THRESHOLD = 0.5
 FAILURE_ROWS = 20              # rows of cache/failures.csv shown
-FIGURE_DPI = 150               # PNG resolution; pages show figures at 100 px per inch
-DISPLAY_PIXELS_PER_INCH = 100
 
-LEVEL_COLOURS = {"baseline": "#9d9d9d", "level1": "#4c78a8", "level2": "#f58518",
-                 "ensemble": "#54a24b"}
-LEVEL_NAMES = {"baseline": "baseline", "level1": "level 1", "level2": "level 2 (stackers)",
-               "ensemble": "ensemble"}
-GROUP_COLOURS = ("#4c78a8", "#f58518", "#54a24b", "#e45756", "#72b7b2", "#b279a2",
-                 "#ff9da6", "#9d755d", "#bab0ac", "#eeca3b")
 SUMMARY_COLUMNS = ("level", "model", "oof_log_loss", "test_log_loss")
-
-MATPLOTLIB_STYLE = {
-    "font.size": 9, "axes.titlesize": 10, "axes.labelsize": 9, "xtick.labelsize": 8,
-    "ytick.labelsize": 8, "legend.fontsize": 8, "axes.spines.top": False,
-    "axes.spines.right": False, "axes.edgecolor": "#888888", "axes.grid": True,
-    "grid.color": "#e6e6e6", "grid.linewidth": 0.6, "axes.axisbelow": True,
-    "figure.facecolor": "white", "savefig.facecolor": "white",
-}
 
 PAGE_CSS = """
 *{box-sizing:border-box}
@@ -139,8 +122,7 @@ def build_report(summary: pd.DataFrame, ensemble_info: dict | None,
     built_at = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
     commit = git_commit()
 
-    import matplotlib
-    with matplotlib.rc_context(MATPLOTLIB_STYLE):
+    with figure_style():
         sections = [
             ("headline", "Headline numbers", lambda: headline_section(summary, inputs)),
             ("models", "Model comparison", lambda: model_comparison_section(summary)),
@@ -336,33 +318,8 @@ def model_comparison_section(summary: pd.DataFrame) -> str:
     prior_oof = float(prior["oof_log_loss"].iloc[0]) if len(prior) else float("nan")
     has_test = rows["test_log_loss"].notna().any()
 
-    from matplotlib.lines import Line2D
-    from matplotlib.patches import Patch
-    figure = _new_figure(9.0, 0.42 * len(rows) + 1.3)
-    axis = figure.add_subplot()
-    positions = np.arange(len(rows))[::-1]
-    colours = [LEVEL_COLOURS.get(level, "#bab0ac") for level in rows["level"]]
-    axis.barh(positions, rows["oof_log_loss"], color=colours, height=0.68)
-    axis.set_yticks(positions, [_plain(name) for name in rows["model"]])
-    axis.grid(axis="y", visible=False)
-    reach = np.nanmax([rows["oof_log_loss"].max(), rows["test_log_loss"].max(), prior_oof])
-    for position, value in zip(positions, rows["oof_log_loss"]):
-        axis.text(value + reach * 0.01, position, f"{value:.4f}", va="center", fontsize=8)
-    handles = [Patch(color=LEVEL_COLOURS[level], label=LEVEL_NAMES[level])
-               for level in ("level1", "level2", "ensemble") if (rows["level"] == level).any()]
-    if np.isfinite(prior_oof):
-        axis.axvline(prior_oof, color="#444444", linestyle="--", linewidth=1)
-        handles.append(Line2D([], [], color="#444444", linestyle="--",
-                              label=f"class prior {prior_oof:.4f}"))
-    if has_test:
-        axis.scatter(rows["test_log_loss"], positions, marker="D", s=18, color="#222222",
-                     zorder=3)
-        handles.append(Line2D([], [], marker="D", linestyle="", color="#222222", markersize=4,
-                              label="test loss (hidden labels)"))
-    axis.set_xlim(0, reach * 1.14)
-    axis.set_xlabel("OOF mean log loss (lower is better)")
-    axis.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
-    parts = [_figure_html(figure, "OOF log loss of every model")]
+    parts = [_figure_html(model_comparison_figure(rows, prior_oof),
+                          "OOF log loss of every model")]
 
     header = ["level", "model", "OOF log loss", "vs prior"] + (["test log loss"] if has_test
                                                                else [])
@@ -451,49 +408,7 @@ def calibration_section(inputs: ReportInputs) -> str:
              if positives[i] >= MIN_POSITIVES_FOR_CURVE][:RELIABILITY_CLASSES]
     if not order:
         return _missing(f"No class has {MIN_POSITIVES_FOR_CURVE} or more positives.")
-    columns = 3 if len(order) > 2 else len(order)
-    rows_of_plots = math.ceil(len(order) / columns)
-    figure = _new_figure(3.4 * columns, 3.25 * rows_of_plots)
-    for plot_index, class_index in enumerate(order):
-        axis = figure.add_subplot(rows_of_plots, columns, plot_index + 1)
-        predicted = inputs.ensemble_oof[:, class_index]
-        observed = inputs.labels[:, class_index]
-        bin_count = int(np.clip(positives[class_index] // 3, 3, RELIABILITY_BINS))
-        bins = reliability_bins(predicted, observed, bin_count)
-        upper = min(1.0, max(0.05, bins["mean_predicted"].max(), bins["upper"].max()) * 1.1)
-        # square-root axes: most probabilities of a rare class are tiny, and a linear axis
-        # would pile their bins on top of each other at the origin
-        for set_scale in (axis.set_xscale, axis.set_yscale):
-            set_scale("function", functions=(_square_root, np.square))
-        ticks = _square_root_ticks(upper)
-        axis.set_xticks(ticks, [f"{t:g}" for t in ticks])
-        axis.set_yticks(ticks, [f"{t:g}" for t in ticks])
-        axis.plot([0, upper], [0, upper], linestyle="--", color="#999999", linewidth=1)
-        axis.errorbar(bins["mean_predicted"], bins["observed"],
-                      yerr=[bins["observed"] - bins["lower"], bins["upper"] - bins["observed"]],
-                      color=LEVEL_COLOURS["ensemble"], marker="o", markersize=4, linewidth=1.3,
-                      elinewidth=0.8, capsize=2, clip_on=False)
-        # near-equal bins get their size once in the title: labels at every point would
-        # pile up where most probabilities are tiny
-        equal_bins = bins["count"].max() - bins["count"].min() <= 2
-        if not equal_bins:
-            for row in bins.itertuples():
-                axis.annotate(str(row.count), (row.mean_predicted, row.observed),
-                              textcoords="offset points", xytext=(4, -9), fontsize=6.5,
-                              color="#555555")
-        sizes = (f"{bins['count'].min()}" if bins["count"].min() == bins["count"].max()
-                 else f"{bins['count'].min()}–{bins['count'].max()}")
-        bin_text = (f"{len(bins)} bins of {sizes} videos" if equal_bins
-                    else f"{len(bins)} bins, videos per bin marked")
-        axis.set_xlim(0, upper)
-        axis.set_ylim(0, upper)
-        axis.set_aspect("equal")
-        axis.set_title(f"{_plain(inputs.classes[class_index])} ({int(positives[class_index])} "
-                       f"positives)\n{bin_text}", fontsize=9)
-        axis.set_xlabel("mean predicted probability")
-        if plot_index % columns == 0:
-            axis.set_ylabel("observed frequency")
-    figure.tight_layout()
+    figure = reliability_figure(inputs.labels, inputs.ensemble_oof, inputs.classes, order)
     return (_figure_html(figure, "Reliability curves of the ensemble OOF")
             + f'<p class="note">The {len(order)} classes with most positives. Each point is a '
               f'quantile bin of the OOF probabilities (bins of about equal size: one per three '
@@ -501,45 +416,6 @@ def calibration_section(inputs: ReportInputs) -> str:
               f'whose sizes are then marked); the bar is a 95% Wilson interval of the observed '
               f'frequency. Square-root axes. Points on the dashed diagonal are calibrated; '
               f'below it the ensemble is over-confident.</p>')
-
-
-def reliability_bins(predicted: np.ndarray, observed: np.ndarray, bins: int) -> pd.DataFrame:
-    """Quantile bins: mean prediction, observed frequency with a Wilson interval, count."""
-    edges = np.unique(np.quantile(predicted, np.linspace(0, 1, bins + 1)))
-    bin_of_row = np.searchsorted(edges[1:-1], predicted, side="right")
-    rows = []
-    for index in np.unique(bin_of_row):
-        inside = bin_of_row == index
-        count = int(inside.sum())
-        frequency = float(observed[inside].mean())
-        lower, upper = wilson_interval(frequency, count)
-        rows.append({"mean_predicted": float(predicted[inside].mean()), "observed": frequency,
-                     "lower": lower, "upper": upper, "count": count})
-    return pd.DataFrame(rows)
-
-
-def _square_root(values):
-    return np.sqrt(np.clip(values, 0, None))
-
-
-def _square_root_ticks(upper: float) -> list[float]:
-    """Round ticks up to `upper`, thinned so that none crowd on the square-root axis."""
-    ticks, spacing = [], 0.13 * math.sqrt(upper)
-    for tick in (0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8, 1.0):
-        if tick <= upper and (not ticks or math.sqrt(tick) - math.sqrt(ticks[-1]) >= spacing):
-            ticks.append(tick)
-    return ticks
-
-
-def wilson_interval(frequency: float, count: int, z: float = 1.96) -> tuple[float, float]:
-    """95% interval of a binomial frequency that stays sensible for 0/n and n/n."""
-    if count == 0:
-        return 0.0, 1.0
-    denominator = 1 + z * z / count
-    centre = (frequency + z * z / (2 * count)) / denominator
-    half = z * math.sqrt(frequency * (1 - frequency) / count + z * z / (4 * count * count)) \
-        / denominator
-    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 def blank_section(inputs: ReportInputs) -> str:
@@ -612,7 +488,8 @@ def importance_section(ensemble_info: dict) -> str:
     if tables:
         groups = sorted({group for table in tables.values() for group in table["group"]})
         colour_of = {group: GROUP_COLOURS[i % len(GROUP_COLOURS)] for i, group in enumerate(groups)}
-        parts.append(_importance_figure(tables, colour_of, members))
+        parts.append(_figure_html(importance_figure(tables, colour_of, members),
+                                  "Top feature importances per stacker"))
         header = ["stacker"] + [f"{_swatch(colour_of[group])}{_text(group)}" for group in groups]
         body = [[_text(name) + ('<span class="badge">in ensemble</span>' if name in members
                                 else "")]
@@ -629,30 +506,6 @@ def importance_section(ensemble_info: dict) -> str:
     if notes:
         parts.append(f'<p class="note">{_text("; ".join(notes))}.</p>')
     return "\n".join(parts)
-
-
-def _importance_figure(tables: dict, colour_of: dict, members: set) -> str:
-    from matplotlib.patches import Patch
-    columns = min(2, len(tables))
-    rows_of_plots = math.ceil(len(tables) / columns)
-    longest = max(min(len(t), TOP_FEATURES) for t in tables.values())
-    figure = _new_figure(5.6 * columns, (0.2 * longest + 0.9) * rows_of_plots + 0.5)
-    for plot_index, (name, table) in enumerate(tables.items()):
-        axis = figure.add_subplot(rows_of_plots, columns, plot_index + 1)
-        top = table.head(TOP_FEATURES)
-        positions = np.arange(len(top))[::-1]
-        axis.barh(positions, top["share"] * 100, color=[colour_of[g] for g in top["group"]],
-                  height=0.72)
-        axis.set_yticks(positions, [_plain(_shorten(f, 34)) for f in top["feature"].astype(str)],
-                        fontsize=7)
-        axis.grid(axis="y", visible=False)
-        axis.set_xlabel("share of importance (%)")
-        axis.set_title(f"{_plain(name)}" + (" (in ensemble)" if name in members else ""))
-    figure.legend(handles=[Patch(color=colour, label=_plain(group))
-                           for group, colour in colour_of.items()],
-                  loc="lower center", ncols=min(len(colour_of), 6), frameon=False)
-    figure.tight_layout(rect=(0, 0.06 if rows_of_plots == 1 else 0.035, 1, 1))
-    return _figure_html(figure, "Top feature importances per stacker")
 
 
 def weights_section(ensemble_info: dict, weights_table: pd.DataFrame | None) -> str:
@@ -686,7 +539,7 @@ def weights_section(ensemble_info: dict, weights_table: pd.DataFrame | None) -> 
         not np.allclose(weights_table.to_numpy(), weights_table.to_numpy()[0])
     if varies:
         parts.append('<div class="two-columns"><div>')
-        parts.append(_weights_heatmap(weights_table))
+        parts.append(_figure_html(weights_heatmap(weights_table), "Per-class ensemble weights"))
         parts.append("</div><div><h3>Mean weight per member</h3>")
         mean = weights_table.mean(axis=0)
         parts.append(_table(["member", "mean weight over classes", "classes led"],
@@ -701,27 +554,6 @@ def weights_section(ensemble_info: dict, weights_table: pd.DataFrame | None) -> 
                                                    for m in weights_table.columns],
                             numeric={1}, escape=False))
     return "\n".join(parts)
-
-
-def _weights_heatmap(weights_table: pd.DataFrame) -> str:
-    classes, members = list(weights_table.index), list(weights_table.columns)
-    figure = _new_figure(2.4 + 1.05 * len(members), 0.26 * len(classes) + 1.1)
-    axis = figure.add_subplot()
-    values = weights_table.to_numpy()
-    image = axis.imshow(values, cmap="Blues", vmin=0, vmax=1, aspect="auto")
-    axis.xaxis.tick_top()   # a tall table reads best with its column names on top
-    axis.set_xticks(range(len(members)), [_plain(m) for m in members], rotation=30, ha="left")
-    axis.set_yticks(range(len(classes)), [_plain(str(c)) for c in classes], fontsize=7.5)
-    axis.grid(False)
-    for row in range(values.shape[0]):
-        for column in range(values.shape[1]):
-            if values[row, column] >= 0.005:
-                axis.text(column, row, f"{values[row, column]:.2f}", ha="center", va="center",
-                          fontsize=6.5, color="white" if values[row, column] > 0.6 else "#222222")
-    figure.colorbar(image, ax=axis, fraction=0.06, pad=0.03, label="weight")
-    axis.set_title("weight of each member per class")
-    figure.tight_layout()
-    return _figure_html(figure, "Per-class ensemble weights")
 
 
 def fold_scores_section() -> str:
@@ -884,7 +716,7 @@ def cameras_section(inputs: ReportInputs) -> str:
     index_path = cache_dir() / "preprocess_index.csv"
     if index_path.exists():
         index = pd.read_csv(index_path, dtype=str, keep_default_na=False)
-        frames_paths = dict(zip(index["filename"], index["frames_path"]))
+        frames_paths = dict(zip(index["filename"], index["frames_path"], strict=True))
     groups = sorted(known.groupby("camera"), key=lambda item: (-len(item[1]), item[0]))
     rows = []
     for camera, clips in groups[:CAMERAS_SHOWN]:
@@ -1132,32 +964,10 @@ def _relative(path: Path) -> str:
         return str(path)
 
 
-def _shorten(text: str, length: int) -> str:
-    return text if len(text) <= length else text[:length - 1] + "…"
-
-
 # ----------------------------------------------------------------------------- figures
 
-def _plain(text: str) -> str:
-    """Text for matplotlib: a '$' would otherwise start mathtext."""
-    return str(text).replace("$", r"\$")
-
-
-def _new_figure(width: float, height: float):
-    # Figure + the Agg canvas directly: no pyplot, so no global state and no GUI backend.
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-    figure = Figure(figsize=(width, height), layout=None)
-    FigureCanvasAgg(figure)
-    return figure
-
-
 def _figure_html(figure, alt: str) -> str:
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=FIGURE_DPI, bbox_inches="tight", pad_inches=0.08)
-    data = buffer.getvalue()
-    pixel_width = struct.unpack(">I", data[16:20])[0]   # PNG IHDR width
-    display_width = round(pixel_width * DISPLAY_PIXELS_PER_INCH / FIGURE_DPI)
+    data = png_bytes(figure)
     encoded = base64.b64encode(data).decode("ascii")
-    return (f'<img class="figure" width="{display_width}" alt="{_text(alt)}" '
+    return (f'<img class="figure" width="{display_width(data)}" alt="{_text(alt)}" '
             f'src="data:image/png;base64,{encoded}">')

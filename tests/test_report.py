@@ -1,4 +1,5 @@
-"""The report page (a04_report.build_report) and the prediction videos (r70_create_videos.py).
+"""The report page (a04_report.build_report, a04_figures) and the prediction videos
+(r70_create_videos.py).
 
 Tiny hand-made data folders in tmp_path: no model is trained and no TensorFlow is imported.
 The report must be one offline page with every section, survive missing optional inputs,
@@ -22,6 +23,7 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 if str(PROJECT_ROOT) not in sys.path:
     sys.path.insert(0, str(PROJECT_ROOT))
 
+import a04_figures  # noqa: E402
 import a04_report  # noqa: E402
 import r70_create_videos  # noqa: E402
 
@@ -124,7 +126,8 @@ def make_full_run(root: Path) -> tuple[pd.DataFrame, dict, pd.DataFrame, pd.Data
     weights = pd.DataFrame([[0.7, 0.3]] * len(CLASSES), index=CLASSES, columns=["stack", "alpha"])
     weights.loc["blank"] = [1.0, 0.0]
     info = {"members": ["stack", "alpha"], "level": "level2", "per_class": True,
-            "weights": {c: dict(zip(weights.columns, weights.loc[c])) for c in CLASSES},
+            "weights": {c: dict(zip(weights.columns, weights.loc[c], strict=True))
+                        for c in CLASSES},
             "clip": 1e-4, "oof_log_loss": 0.12, "nested_oof_log_loss": 0.13,
             "nested_global_log_loss": 0.14, "nested_per_class_log_loss": 0.13,
             "settings": {"WEIGHTS_MODE": "auto", "ENSEMBLE_LEVEL": "level2"}}
@@ -222,7 +225,7 @@ def test_reliability_bins_are_quantiles_that_merge_ties():
     predicted = np.r_[np.zeros(30), np.linspace(0.1, 0.9, 30)]
     observed = (predicted > 0.5).astype(float)
 
-    bins = a04_report.reliability_bins(predicted, observed, bins=6)
+    bins = a04_figures.reliability_bins(predicted, observed, bins=6)
 
     assert bins["count"].sum() == 60
     assert bins["count"].iloc[0] == 30          # 30 tied zeros share one bin
