@@ -1,7 +1,7 @@
-"""Shared room of trapstack: paths, classes, seeds, the IO layer, the metric, config overrides.
+"""Shared module of trapstack: paths, classes, seeds, the IO layer, the metric, config overrides.
 
 Every numbered script imports this module and nothing else of the project's except the
-`a0N_*` helper rooms. It is cheap to import: no tensorflow, lightgbm, xgboost or ray here.
+`a0N_*` helper modules. It is cheap to import: no tensorflow, lightgbm, xgboost or ray here.
 
     from a00_common import *            # in scripts: paths, IO helpers, metric
     args = parse_config(globals(), __doc__)   # applies --key value to the UPPER_CASE block
@@ -173,22 +173,11 @@ def set_seeds(seed: int = SEED) -> None:
 def setup_logging() -> None:
     if logger.handlers:
         return
-    handler = _TqdmLoggingHandler()
+    handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
     logger.propagate = False
-
-
-class _TqdmLoggingHandler(logging.Handler):
-    """Routes log lines through tqdm so progress bars are not torn apart."""
-
-    def emit(self, record):
-        try:
-            from tqdm import tqdm
-            tqdm.write(self.format(record), file=sys.stderr)
-        except Exception:  # noqa: BLE001 - logging must never raise
-            self.handleError(record)
 
 
 def progress(iterable, **kwargs):
@@ -773,21 +762,11 @@ def append_scores(rows: list[dict]) -> None:
     commit = git_commit()
     new = pd.DataFrame([{"time": stamp, "commit": commit, **row} for row in rows],
                        columns=SCORE_COLUMNS)
-    with _file_lock(path.with_suffix(".lock")):
+    from filelock import FileLock
+    with FileLock(path.with_suffix(".lock")):
         old = pd.read_csv(path, dtype=str) if path.exists() else None
         merged = new if old is None else pd.concat([old, new.astype(str)], ignore_index=True)
         write_csv(merged, path)
-
-
-@contextlib.contextmanager
-def _file_lock(path: Path):
-    import fcntl
-    with open(path, "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 # ----------------------------------------------------------------------------- folds
@@ -864,44 +843,27 @@ def run_main(main) -> None:
     """Runs a script's main(); bad input ends in one line naming the file and the fix.
 
     InputError is the user's to fix, so it gets no traceback (exit code 2); anything else
-    is a bug and keeps its traceback.
+    is a bug and keeps its traceback. Log lines go through tqdm while it runs, so progress
+    bars are not torn apart.
     """
+    from tqdm.contrib.logging import logging_redirect_tqdm
+    setup_logging()
     try:
-        try:
+        with logging_redirect_tqdm(loggers=[logger]):
             main()
-        except InputError as error:
-            setup_logging()
-            print(f"error: {error}", file=sys.stderr, flush=True)
-            raise SystemExit(2) from None
-    except SystemExit as exit_request:
-        end_without_teardown(exit_request.code)
-        raise
-    end_without_teardown(0)
+    except InputError as error:
+        print(f"error: {error}", file=sys.stderr, flush=True)
+        raise SystemExit(2) from None
+    finally:
+        skip_collection_at_exit()
 
 
-def end_without_teardown(code) -> None:
-    """Ends a process that loaded TensorFlow without the interpreter's teardown.
-
-    Tearing down TensorFlow's modules takes 1.3-2 s after main() has returned, on every
-    r12, r21 and r50 job of the chain, and nothing is left to do by then: every output was
-    written atomically and closed. The atexit handlers (logging, multiprocessing, Ray)
-    still run. Other processes, and one with a live non-daemon thread, end normally.
-    """
-    if "tensorflow" not in sys.modules:
-        return
-    import atexit
-    import threading
-    if any(thread is not threading.main_thread() and thread.is_alive() and not thread.daemon
-           for thread in threading.enumerate()):
-        return
-    if code is None:
-        status = 0
-    elif isinstance(code, int):
-        status = code
-    else:  # SystemExit("message"): Python prints it and exits with 1
-        print(code, file=sys.stderr)
-        status = 1
-    atexit._run_exitfuncs()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(status)
+def skip_collection_at_exit() -> None:
+    """After main(), a process that loaded TensorFlow spends seconds collecting TensorFlow's
+    object graph at interpreter exit, on every r12, r21 and r50 job of the chain, though
+    every output is written and closed by then. Freezing the tracked objects
+    (`gc.freeze`) leaves them out of those collections; the exit is otherwise a normal one
+    (atexit handlers, exit status, messages)."""
+    if "tensorflow" in sys.modules:
+        import gc
+        gc.freeze()

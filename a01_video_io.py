@@ -1,4 +1,4 @@
-"""Video IO room: probing, decoding of the sampled frames only, mono wav extraction.
+"""Video IO module: probing, decoding of the sampled frames only, mono wav extraction.
 
 Everything is read in-process, with no subprocess per video, through PyAV (libavformat,
 libavcodec, libswscale): the probe, the audio and the frames, short clips in one pass and

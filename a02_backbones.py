@@ -1,4 +1,4 @@
-"""Backbone room: the frame-feature model zoo, with an offline ImageNet default.
+"""Backbone module: the frame-feature model zoo, with an offline ImageNet default.
 
 Every backbone maps RGB frames (batch, size, size, 3), floats or uint8 in 0..255, to one
 float32 feature vector per frame. Its preprocessing is inside the model, so callers never
