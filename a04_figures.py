@@ -5,8 +5,9 @@
         png = png_bytes(model_comparison_figure(model_rows, prior_oof))
 
 Each figure function takes numbers and tables already read by a04_report and returns a
-matplotlib Figure on its own Agg canvas; png_bytes renders it for inlining. The page's
-colours live here too, so that its tables' swatches match the figures.
+matplotlib Figure on its own Agg canvas; png_bytes renders it for inlining. A camera's view
+(camera_view_png) is a picture of its frames, made with OpenCV. The page's colours live
+here too, so that its tables' swatches match the figures.
 """
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ TOP_FEATURES = 20              # bars per stacker in the importance chart
 RELIABILITY_BINS = 8           # quantile bins per calibration curve
 FIGURE_DPI = 150               # PNG resolution; pages show figures at 100 px per inch
 DISPLAY_PIXELS_PER_INCH = 100
+CAMERA_VIEW_WIDTH = 120        # page pixels of a camera's picture in the cameras table
 
 LEVEL_COLOURS = {"baseline": "#9d9d9d", "level1": "#4c78a8", "level2": "#f58518",
                  "ensemble": "#54a24b"}
@@ -247,3 +249,16 @@ def weights_heatmap(weights_table: pd.DataFrame):
     axis.set_title("weight of each member per class")
     figure.tight_layout()
     return figure
+
+
+def camera_view_png(frames: np.ndarray, width: float, height: float) -> bytes | None:
+    """A camera's view as PNG: the median of one clip's frames, CAMERA_VIEW_WIDTH wide and
+    back at the clip's aspect ratio (width × height, its true pixels); None if unencodable."""
+    import cv2
+
+    from a07_cameras import background
+    view = background(frames)
+    shown = (CAMERA_VIEW_WIDTH, max(int(round(CAMERA_VIEW_WIDTH * height / max(width, 1))), 1))
+    view = cv2.resize(view, shown, interpolation=cv2.INTER_AREA)
+    ok, data = cv2.imencode(".png", cv2.cvtColor(view, cv2.COLOR_RGB2BGR))
+    return data.tobytes() if ok else None

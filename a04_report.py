@@ -26,9 +26,10 @@ from a00_common import (atomic_path, cache_dir, data_dir, git_commit, level1_dir
                         load_folds, load_train_labels, logger, metadata_dir,
                         models_dir, per_class_log_loss, predictions_dir, prior_probabilities,
                         reports_dir)
-from a04_figures import (GROUP_COLOURS, LEVEL_COLOURS, RELIABILITY_BINS, display_width,
-                         figure_style, importance_figure, model_comparison_figure, png_bytes,
-                         reliability_figure, weights_heatmap)
+from a04_figures import (CAMERA_VIEW_WIDTH, GROUP_COLOURS, LEVEL_COLOURS, RELIABILITY_BINS,
+                         camera_view_png, display_width, figure_style, importance_figure,
+                         model_comparison_figure, png_bytes, reliability_figure,
+                         weights_heatmap)
 
 RELIABILITY_CLASSES = 6        # calibration curves for this many most frequent classes
 MIN_POSITIVES_FOR_CURVE = 2    # a curve of a class with fewer positives says nothing
@@ -750,23 +751,17 @@ def cameras_section(inputs: ReportInputs) -> str:
 
 
 def _camera_thumbnail(clips: pd.DataFrame, frames_paths: dict) -> str:
-    """A small picture of a camera's view: the median of its first decoded clip's frames,
-    back at the clip's aspect ratio."""
-    import cv2
+    """A small picture of a camera's view, from its first decoded clip."""
     for _, clip in clips.iterrows():
         path = frames_paths.get(clip["filename"], "")
         if not path or not (cache_dir() / path).exists():
             continue
-        from a07_cameras import background
-        view = background(np.load(cache_dir() / path, allow_pickle=False))
         width, height = pd.to_numeric(pd.Series([clip.get("width"), clip.get("height")]),
                                       errors="coerce").fillna(1).to_numpy()
-        shown = (120, max(int(round(120 * height / max(width, 1))), 1))
-        view = cv2.resize(view, shown, interpolation=cv2.INTER_AREA)
-        ok, data = cv2.imencode(".png", cv2.cvtColor(view, cv2.COLOR_RGB2BGR))
-        if ok:
-            encoded = base64.b64encode(data.tobytes()).decode("ascii")
-            return (f'<img width="{shown[0]}" alt="{_text(clip["camera"])}" '
+        data = camera_view_png(np.load(cache_dir() / path, allow_pickle=False), width, height)
+        if data is not None:
+            encoded = base64.b64encode(data).decode("ascii")
+            return (f'<img width="{CAMERA_VIEW_WIDTH}" alt="{_text(clip["camera"])}" '
                     f'src="data:image/png;base64,{encoded}">')
     return _text("no decoded clip")
 
