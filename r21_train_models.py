@@ -149,7 +149,8 @@ def changed_parts(previous: dict | None, config: dict) -> str:
 
 def train_model(name: str, only_fold: int | None, force: bool, block: dict,
                 explicit: dict) -> None:
-    from a03_models import fold_output, get_spec, load_inputs, train_fold
+    from a03_models import fold_output, get_spec, load_inputs
+    from a03_training import train_fold
     spec = get_spec(name)
     labels_table, classes = load_train_labels()
     folds = load_folds(labels_table["filename"])

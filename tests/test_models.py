@@ -1,4 +1,5 @@
-"""Tests of the model zoo (a03_models) and the scripts that train and apply it (r21, r31, r40).
+"""Tests of the model zoo (a03_models, a03_networks, a03_training) and the scripts that train
+and apply it (r21, r31, r40).
 
 Every test builds a tiny data folder in the contract layout directly with numpy — features of
 each extractor, r10's frame cache, metadata, folds — so no video is decoded. Every model
@@ -24,6 +25,8 @@ if str(PROJECT_ROOT) not in sys.path:
     sys.path.insert(0, str(PROJECT_ROOT))
 
 import a03_models as models  # noqa: E402
+import a03_networks as networks  # noqa: E402
+import a03_training as training  # noqa: E402
 from a00_common import mean_log_loss, prior_probabilities  # noqa: E402
 
 CLASSES = ["blank", "chimpanzee", "duiker", "pangolin"]   # pangolin: no positive anywhere
@@ -187,8 +190,8 @@ def test_every_model_family_trains_and_predicts_on_cpu(tiny_data, tmp_path, name
     folds = np.arange(len(filenames)) % FOLDS
     train_rows, validation_rows = np.flatnonzero(folds != 0), np.flatnonzero(folds == 0)
     folder = tmp_path / "model"
-    result = models.train_fold(spec, inputs, labels, train_rows, validation_rows, folder, 0, 1,
-                               settings, prior_probabilities(labels[train_rows]))
+    result = training.train_fold(spec, inputs, labels, train_rows, validation_rows, folder, 0,
+                                 1, settings, prior_probabilities(labels[train_rows]))
     assert models.fold_output(spec, folder, 0).exists()
     assert len(result["history"]) >= 1
     assert np.isfinite(result["early_stopping_loss"])
@@ -214,8 +217,8 @@ def test_a_sequence_model_learns_a_clear_signal(tiny_data, tmp_path):
     folds = np.arange(len(filenames)) % FOLDS
     train_rows, validation_rows = np.flatnonzero(folds != 0), np.flatnonzero(folds == 0)
     prior = prior_probabilities(labels[train_rows])
-    result = models.train_fold(spec, inputs, labels, train_rows, validation_rows,
-                               tmp_path / "model", 0, 1, settings, prior)
+    result = training.train_fold(spec, inputs, labels, train_rows, validation_rows,
+                                 tmp_path / "model", 0, 1, settings, prior)
     prior_loss = mean_log_loss(labels[validation_rows],
                                np.tile(prior, (len(validation_rows), 1)))
     assert result["early_stopping_loss"] < prior_loss - 0.02
@@ -230,18 +233,18 @@ def test_a_video_without_input_is_predicted_from_its_flag_alone():
                         ("gru_effnet_lite0", (4, 8))):
         spec = models.get_spec(name)
         keras.utils.set_random_seed(0)
-        model = models.build_keras_model(spec, {models.main_input(spec): shape}, 3,
-                                          np.array([0.2, 0.3, 0.4]),
-                                          models.resolved_settings(spec, explicit=TINY_KERAS))
+        model = networks.build_keras_model(spec, {networks.main_input(spec): shape}, 3,
+                                           np.array([0.2, 0.3, 0.4]),
+                                           models.resolved_settings(spec, explicit=TINY_KERAS))
         # conv heads start with a zero output kernel (exactly the prior): give it weights,
         # as training would, so the video input can show through
         output_layer = model.get_layer("probabilities")
         kernel, bias = output_layer.get_weights()
         output_layer.set_weights([np.random.default_rng(1).normal(size=kernel.shape), bias])
         video = np.random.default_rng(0).uniform(0, 200, (2,) + shape).astype(np.float32)
-        missing = model.predict({models.main_input(spec): video,
+        missing = model.predict({networks.main_input(spec): video,
                                  "missing": np.ones((2, 1), np.float32)}, verbose=0)
-        present = model.predict({models.main_input(spec): video,
+        present = model.predict({networks.main_input(spec): video,
                                  "missing": np.zeros((2, 1), np.float32)}, verbose=0)
         np.testing.assert_allclose(missing[0], missing[1], atol=1e-6, err_msg=name)
         assert np.abs(present[0] - present[1]).max() > 1e-6, name
@@ -252,7 +255,7 @@ def test_audio_of_videos_without_audio_is_silence_not_zeros(tiny_data):
     filenames, _ = train_labels(tiny_data)
     inputs = models.load_inputs(spec, filenames)
     assert inputs["missing"][-1, 0] == 1
-    assert (inputs["steps"][-1] == models.LOGMEL_FLOOR_DB).all()
+    assert (inputs["steps"][-1] == networks.LOGMEL_FLOOR_DB).all()
     assert (inputs["missing"][:-1] == 0).all()
 
 
@@ -302,22 +305,22 @@ def test_augmentations_keep_shapes_and_value_ranges_and_leave_the_input_alone():
     random = np.random.default_rng(0)
     clips = random.integers(0, 256, (3, 4, 16, 16, 3)).astype(np.uint8)
     before = clips.copy()
-    augmented = models.augment_clip(clips, np.random.default_rng(1))
+    augmented = networks.augment_clip(clips, np.random.default_rng(1))
     assert augmented.shape == clips.shape and augmented.dtype == np.float32
     assert augmented.min() >= 0 and augmented.max() <= 255
     np.testing.assert_array_equal(clips, before)
-    np.testing.assert_array_equal(augmented, models.augment_clip(clips, np.random.default_rng(1)))
+    np.testing.assert_array_equal(augmented, networks.augment_clip(clips, np.random.default_rng(1)))
 
     spectrogram = random.uniform(-100, 20, (3, 32, 8)).astype(np.float32)
     before = spectrogram.copy()
-    augmented = models.augment_spectrogram(spectrogram, np.random.default_rng(1))
+    augmented = networks.augment_spectrogram(spectrogram, np.random.default_rng(1))
     assert augmented.shape == spectrogram.shape
-    assert augmented.min() >= models.LOGMEL_FLOOR_DB
+    assert augmented.min() >= networks.LOGMEL_FLOOR_DB
     np.testing.assert_array_equal(spectrogram, before)
 
     steps = random.normal(size=(3, 8, 5)).astype(np.float32)
     before = steps.copy()
-    assert models.augment_steps(steps, np.random.default_rng(1)).shape == steps.shape
+    assert networks.augment_steps(steps, np.random.default_rng(1)).shape == steps.shape
     np.testing.assert_array_equal(steps, before)
 
 
@@ -326,8 +329,8 @@ def test_batches_depend_only_on_seed_epoch_and_position():
     inputs = {"steps": np.arange(10 * 4 * 2, dtype=np.float32).reshape(10, 4, 2),
               "missing": np.zeros((10, 1), np.float32)}
     targets = np.arange(10, dtype=np.float32)[:, None]
-    first = models.batches(spec, inputs, targets, 4, shuffle=True, augment_batches=True, seed=3)
-    second = models.batches(spec, inputs, targets, 4, shuffle=True, augment_batches=True, seed=3)
+    first = networks.batches(spec, inputs, targets, 4, shuffle=True, augment_batches=True, seed=3)
+    second = networks.batches(spec, inputs, targets, 4, shuffle=True, augment_batches=True, seed=3)
     second[1]  # reading ahead (as Keras does to infer shapes) changes nothing
     for position in range(len(first)):
         np.testing.assert_array_equal(first[position][0]["steps"], second[position][0]["steps"])
@@ -340,25 +343,25 @@ def test_batches_depend_only_on_seed_epoch_and_position():
 
 def test_class_weights_and_weighted_loss():
     labels = np.array([[1, 0, 0], [0, 0, 1], [0, 0, 1], [0, 0, 1]], np.float32)
-    np.testing.assert_array_equal(models.positive_class_weights(labels, "none"), [1, 1, 1])
-    weights = models.positive_class_weights(labels, "sqrt_inverse_frequency")
+    np.testing.assert_array_equal(training.positive_class_weights(labels, "none"), [1, 1, 1])
+    weights = training.positive_class_weights(labels, "sqrt_inverse_frequency")
     # 1 positive in 4: sqrt(3); no positive: 1; 3 in 4: below 1, so clipped up to 1
     np.testing.assert_allclose(weights, [np.sqrt(3), 1, 1], rtol=1e-6)
     many = np.zeros((1000, 1), np.float32)
     many[0] = 1
-    assert models.positive_class_weights(many, "sqrt_inverse_frequency")[0] == \
-        models.MAX_POSITIVE_WEIGHT
+    assert training.positive_class_weights(many, "sqrt_inverse_frequency")[0] == \
+        training.MAX_POSITIVE_WEIGHT
 
     import keras
     probabilities = np.array([[0.9, 0.2, 0.6], [0.3, 0.1, 0.8]], np.float32)
     targets = np.array([[1, 0, 0.5], [0, 0, 1]], np.float32)   # soft targets are allowed
     plain = keras.ops.convert_to_numpy(
-        models.weighted_binary_crossentropy(np.ones(3))(targets, probabilities))
+        training.weighted_binary_crossentropy(np.ones(3))(targets, probabilities))
     expected = -np.mean(targets * np.log(probabilities)
                         + (1 - targets) * np.log(1 - probabilities), axis=1)
     np.testing.assert_allclose(plain, expected, rtol=1e-5)
     weighted = keras.ops.convert_to_numpy(
-        models.weighted_binary_crossentropy(np.array([2, 1, 1]))(targets, probabilities))
+        training.weighted_binary_crossentropy(np.array([2, 1, 1]))(targets, probabilities))
     np.testing.assert_allclose(weighted[0] - plain[0], -np.log(0.9) / 3, rtol=1e-5)
     np.testing.assert_allclose(weighted[1], plain[1], rtol=1e-6)
 
@@ -367,9 +370,9 @@ def test_pseudo_label_selection_keeps_rows_confident_in_every_class():
     probabilities = np.array([[0.02, 0.97, 0.01],    # confident everywhere
                               [0.02, 0.60, 0.01],    # unsure about one class
                               [0.08, 0.05, 0.93]])   # confident at the 0.1 bound
-    assert models.select_pseudo_labels(probabilities, 0.1).tolist() == [0, 2]
-    assert models.select_pseudo_labels(probabilities, 0.05).tolist() == [0]
-    assert models.select_pseudo_labels(probabilities, 0.5).tolist() == [0, 1, 2]
+    assert training.select_pseudo_labels(probabilities, 0.1).tolist() == [0, 2]
+    assert training.select_pseudo_labels(probabilities, 0.05).tolist() == [0]
+    assert training.select_pseudo_labels(probabilities, 0.5).tolist() == [0, 1, 2]
 
 
 # ----------------------------------------------------------------------------- r21 / r31 / r40
@@ -411,16 +414,17 @@ def test_pseudo_labels_come_from_the_folds_own_first_round_model(tiny_data, tmp_
     folds = np.arange(len(filenames)) % FOLDS
     train_rows, validation_rows = np.flatnonzero(folds != 0), np.flatnonzero(folds == 0)
     prior = prior_probabilities(labels[train_rows])
-    models.train_fold(spec, inputs, labels, train_rows, validation_rows, tmp_path / "plain", 0,
-                      1, plain, prior)
+    training.train_fold(spec, inputs, labels, train_rows, validation_rows, tmp_path / "plain",
+                        0, 1, plain, prior)
     expected = models.predict_fold(spec, test_inputs, tmp_path / "plain", 0, len(CLASSES), plain)
     seen = []
-    select = models.select_pseudo_labels
-    monkeypatch.setattr(models, "select_pseudo_labels",
+    select = training.select_pseudo_labels
+    monkeypatch.setattr(training, "select_pseudo_labels",
                         lambda probabilities, bound: seen.append(probabilities)
                         or select(probabilities, bound))
-    result = models.train_fold(spec, inputs, labels, train_rows, validation_rows,
-                               tmp_path / "pseudo", 0, 1, with_pseudo_labels, prior, test_inputs)
+    result = training.train_fold(spec, inputs, labels, train_rows, validation_rows,
+                                 tmp_path / "pseudo", 0, 1, with_pseudo_labels, prior,
+                                 test_inputs)
     assert len(seen) == 1
     np.testing.assert_allclose(seen[0], expected, atol=1e-6)
     assert result["pseudo_labelled_rows"].tolist() == list(range(TEST_VIDEOS))
@@ -439,7 +443,7 @@ def test_a_folds_own_labels_never_steer_its_out_of_fold_predictions(tiny_data, n
              "WARMUP_EPOCHS": 1} if spec.kind == "keras" else {"N_ESTIMATORS": 30}
     filenames, _ = train_labels(tiny_data)
     folds = pd.read_csv(tiny_data / "metadata" / "folds.csv")["fold"].to_numpy()
-    fold_rows = [name_ for name_, fold in zip(filenames, folds) if fold == 0]
+    fold_rows = [name_ for name_, fold in zip(filenames, folds, strict=True) if fold == 0]
     labels_path = tiny_data / "input" / "train_labels.csv"
     original = pd.read_csv(labels_path)
 
