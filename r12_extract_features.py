@@ -64,13 +64,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from a00_common import (array_digest, atomic_path, cache_dir, config_hash, data_dir,
-                        digest_text, features_dir, file_identity, load_video_table,
-                        log_outcome, logger, outdated_reason, parse_config, parse_part,
-                        preprocess_done_path, preprocess_plan_path, probe_cache_path,
-                        print_jobs, progress, read_array, read_arrays, read_json, run_main,
-                        short_error, stamp_path, video_path, write_arrays, write_csv,
-                        write_json, write_stage_failures, write_stamp)
+from a00_common import (cache_dir, config_hash, data_dir, features_dir, load_video_table,
+                        logger, parse_config, parse_part, preprocess_done_path,
+                        preprocess_plan_path, probe_cache_path, print_jobs, progress, run_main,
+                        short_error, video_path, write_stage_failures)
+from a00_io import (array_digest, digest_text, file_identity, log_outcome, npy_writer,
+                    outdated_reason, read_array, read_arrays, read_json, stamp_path,
+                    write_arrays, write_csv, write_json, write_stamp)
 
 # what a plain run extracts: Lite0 on whole frames and on motion crops (bench/results/
 # backbone_and_crop_ablation.csv)
@@ -354,31 +354,6 @@ def read_plan(timeout: float) -> pd.DataFrame:
 
 # ----------------------------------------------------------------------------- reuse
 
-class NpyRows:
-    """Reads single rows of a .npy file by seeking: unlike a memory map, the pages read do
-    not stay in the process, so reusing a large output keeps memory flat."""
-
-    def __init__(self, path: Path):
-        with open(path, "rb") as handle:
-            version = np.lib.format.read_magic(handle)
-            read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) \
-                else np.lib.format.read_array_header_2_0
-            shape, fortran_order, dtype = read_header(handle)
-            self.offset = handle.tell()
-        if fortran_order or not shape:
-            raise ValueError(f"{path}: not a C-ordered array")
-        self.path, self.shape, self.dtype = path, shape, dtype
-        self.row_bytes = int(np.prod(shape[1:], dtype=np.int64)) * dtype.itemsize
-
-    def __getitem__(self, row: int) -> np.ndarray:
-        if not 0 <= row < self.shape[0]:
-            raise IndexError(f"{self.path}: row {row} of {self.shape[0]}")
-        with open(self.path, "rb") as handle:
-            handle.seek(self.offset + row * self.row_bytes)
-            data = handle.read(self.row_bytes)
-        return np.frombuffer(data, self.dtype).reshape(self.shape[1:])
-
-
 class JoinedRows:
     """Rows of the joined output of an earlier run with the same settings, by filename.
 
@@ -400,7 +375,9 @@ class JoinedRows:
         try:
             index = pd.read_csv(paths[2], dtype={"filename": str, "input_digest": str},
                                 keep_default_na=False)
-            self.features, self.statistics = NpyRows(paths[0]), NpyRows(paths[1])
+            # memory maps: a row read is the OS's cached page, so reuse keeps memory flat
+            self.features = np.load(paths[0], mmap_mode="r", allow_pickle=False)
+            self.statistics = np.load(paths[1], mmap_mode="r", allow_pickle=False)
             usable = index[(index["missing"].astype(int) == 0) & index["input_digest"].ne("")]
             rows = {name: (int(row), digest) for name, row, digest in
                     zip(usable["filename"], usable["row"], usable["input_digest"])}
@@ -721,12 +698,6 @@ def extract_backbone_shards(extractor: str, hash_text: str, jobs: list[tuple[int
 
 # ----------------------------------------------------------------------------- join
 
-def _write_npy_header(handle, dtype, shape: tuple) -> None:
-    np.lib.format.write_array_header_1_0(handle, {
-        "descr": np.lib.format.dtype_to_descr(np.dtype(dtype)), "fortran_order": False,
-        "shape": tuple(int(size) for size in shape)})
-
-
 def shard_rows(extractor: str, hash_text: str, shard_count: int) -> pd.DataFrame:
     """filename, input_digest and missing of every row of the shards, in order (the small
     members only)."""
@@ -760,31 +731,32 @@ def output_paths(extractor: str) -> list[Path]:
 
 def consolidate(extractor: str, hash_text: str, index: pd.DataFrame, shard_count: int,
                 config: dict) -> pd.DataFrame:
-    """Joins the shards into one .npy per array, appending shard after shard to the file:
-    memory holds one shard at a time however many videos there are (a memory map would
-    keep every page it wrote resident). Each row's content digest goes into index.csv: the
-    models' stamps are made of the digests of the rows they read."""
+    """Joins the shards into one .npy per array, shard after shard into a memory map of
+    the output (`npy_writer`): the process holds one shard at a time however many videos
+    there are. Each row's content digest goes into index.csv: the models' stamps are made of
+    the digests of the rows they read."""
     first = read_arrays(shard_path(extractor, hash_text, 0))
     folder = features_dir(extractor)
     features_path, statistics_path = folder / "features.npy", folder / "statistics.npy"
     # the outputs are replaced one by one: until the new stamp, they are no one's to reuse
     stamp_path(features_path).unlink(missing_ok=True)
     missing, input_digests, digests = [], [], []
-    with atomic_path(features_path) as features_temporary, \
-            atomic_path(statistics_path) as statistics_temporary, \
-            open(features_temporary, "wb") as features, \
-            open(statistics_temporary, "wb") as statistics:
-        _write_npy_header(features, first["features"].dtype,
-                          (len(index),) + first["features"].shape[1:])
-        _write_npy_header(statistics, np.float32, (len(index), first["statistics"].shape[1]))
+    with npy_writer(features_path, first["features"].dtype,
+                    (len(index),) + first["features"].shape[1:]) as features, \
+            npy_writer(statistics_path, np.float32,
+                       (len(index), first["statistics"].shape[1])) as statistics:
         for shard_number in range(shard_count):
             part = first if shard_number == 0 else read_arrays(
                 shard_path(extractor, hash_text, shard_number))
             if part is None:
                 raise RuntimeError(f"shard {shard_number} vanished while joining; rerun r12")
+            if len(missing) + len(part["missing"]) > len(index):
+                raise RuntimeError(f"the shards hold more videos than the index's "
+                                   f"{len(index)}; rerun r12 --force")
             part_statistics = np.ascontiguousarray(part["statistics"], np.float32)
-            features.write(np.ascontiguousarray(part["features"]).tobytes())
-            statistics.write(part_statistics.tobytes())
+            rows = slice(len(missing), len(missing) + len(part["missing"]))
+            features[rows] = part["features"]
+            statistics[rows] = part_statistics
             missing.extend(part["missing"].astype(int).tolist())
             input_digests.extend(part["input_digests"].astype(str).tolist())
             digests.extend(array_digest(row_features) + array_digest(row_statistics)
