@@ -5,11 +5,12 @@
 
 The page opens offline in any browser: figures are PNGs drawn by a04_figures (matplotlib,
 Agg) inlined as base64, the CSS is inline, and there is no JavaScript and no external
-address. Besides the three arguments it reads what earlier stages left in the data folder
-(labels, OOF tables, stacker importances, model configs, scores, failures, metadata). Every
-optional input may be missing: its section then says so. A section that fails for another
-reason shows the error and logs a warning, so a report problem never costs the run that
-produced the submission.
+address. The page itself (CSS, header, footer) is a04_report_template.html, a
+string.Template that this module fills with the sections it builds. Besides the three
+arguments it reads what earlier stages left in the data folder (labels, OOF tables, stacker
+importances, model configs, scores, failures, metadata). Every optional input may be
+missing: its section then says so. A section that fails for another reason shows the error
+and logs a warning, so a report problem never costs the run that produced the submission.
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ import datetime
 import html
 import json
 from pathlib import Path
+from string import Template
 
 import numpy as np
 import pandas as pd
@@ -39,64 +41,38 @@ FAILURE_ROWS = 20              # rows of cache/failures.csv shown
 
 SUMMARY_COLUMNS = ("level", "model", "oof_log_loss", "test_log_loss")
 
-PAGE_CSS = """
-*{box-sizing:border-box}
-body{margin:0;background:#f4f5f7;color:#1f2328;font:14px/1.5 -apple-system,"Segoe UI",
- Roboto,"Helvetica Neue",Arial,sans-serif}
-header{background:#1f3a5f;color:#fff;padding:22px 0 18px}
-header h1{margin:0;font-size:24px;font-weight:600;letter-spacing:.2px}
-header .meta{margin-top:4px;color:#c9d6e8;font-size:13px}
-.page{max-width:1120px;margin:0 auto;padding:0 24px}
-nav{margin-top:12px;font-size:13px;display:flex;flex-wrap:wrap;gap:2px 16px}
-nav a{color:#dbe7f6;text-decoration:none;white-space:nowrap}
-nav a:hover{text-decoration:underline}
-section{background:#fff;border:1px solid #dfe3e8;border-radius:8px;margin:18px 0;
- padding:18px 22px}
-h2{margin:0 0 12px;font-size:18px;font-weight:600;color:#1f3a5f}
-h3{margin:16px 0 6px;font-size:14px;font-weight:600}
-p{margin:6px 0}
-.note{color:#57606a;font-size:13px}
-.missing{color:#8a5300;background:#fff8e6;border:1px solid #f0dca8;border-radius:6px;
- padding:8px 12px;font-size:13px}
-.error{color:#8c1c13;background:#fdecea;border:1px solid #f3b9b3;border-radius:6px;
- padding:8px 12px;font-size:13px}
-.cards{display:grid;grid-template-columns:repeat(auto-fit,minmax(190px,1fr));gap:12px}
-.card{border:1px solid #dfe3e8;border-radius:8px;padding:12px 14px;background:#fbfcfd;
- border-top:4px solid #9d9d9d}
-.card .label{font-size:12px;color:#57606a;text-transform:uppercase;letter-spacing:.4px}
-.card .value{font-size:26px;font-weight:600;font-variant-numeric:tabular-nums;margin:2px 0}
-.card .detail{font-size:12px;color:#57606a;overflow-wrap:anywhere}
-.card.level1{border-top-color:#4c78a8}.card.level2{border-top-color:#f58518}
-.card.ensemble{border-top-color:#54a24b}
-table{border-collapse:collapse;font-size:13px;margin:6px 0 4px}
-th,td{padding:4px 10px;border-bottom:1px solid #e6e8eb;text-align:left;vertical-align:top}
-th{background:#f6f8fa;font-weight:600;border-bottom:1px solid #d0d7de}
-td.number,th.number{text-align:right;font-variant-numeric:tabular-nums}
-tr.muted td{color:#8b949e}
-tr.total td{font-weight:600;border-top:2px solid #d0d7de}
-tr.warn td{background:#fff4e5}
-.badge{display:inline-block;font-size:11px;padding:0 6px;border-radius:9px;margin-left:6px;
- background:#eef1f4;color:#57606a;border:1px solid #d0d7de}
-.bar{display:inline-block;height:9px;border-radius:2px;vertical-align:middle;
- background:#54a24b}
-.bar.worse{background:#e45756}
-.bar-cell{min-width:130px;white-space:nowrap}
-.scroll{overflow-x:auto}
-.swatch{display:inline-block;width:10px;height:10px;border-radius:2px;margin-right:5px;
- vertical-align:baseline}
-img.figure{max-width:100%;height:auto;display:block;margin:8px 0}
-pre{background:#f6f8fa;border:1px solid #e6e8eb;border-radius:6px;padding:10px 12px;
- font-size:12px;line-height:1.4;white-space:pre-wrap;overflow-wrap:anywhere;margin:4px 0 10px}
-details{margin:6px 0}
-summary{cursor:pointer;font-weight:600;color:#1f3a5f}
-.confusion td,.confusion th{text-align:center;min-width:110px}
-.confusion td.hit{background:#e9f5e6}
-.confusion td.miss{background:#fbeceb}
-.two-columns{display:grid;grid-template-columns:repeat(auto-fit,minmax(320px,1fr));gap:18px}
-.two-columns>div{min-width:0}
-table.per-class td{white-space:nowrap}
-footer{color:#57606a;font-size:12px;padding:4px 0 30px}
-"""
+# The page: its CSS, header and footer, with $stamp, $navigation and $sections.
+PAGE_TEMPLATE = Path(__file__).with_name("a04_report_template.html")
+
+# Pieces the page repeats. _fill escapes every value but Html (HTML this module built).
+SECTION = Template('<section id="$anchor">\n<h2>$title</h2>\n$content\n</section>')
+NAV_LINK = Template('<a href="#$anchor">$title</a>')
+HEADLINE = Template('<div class="cards">$cards</div>\n<p class="note">$facts</p>')
+CARD = Template('<div class="card $kind"><div class="label">$label</div>'
+                '<div class="value">$value</div><div class="detail">$detail</div></div>')
+FIGURE = Template('<img class="figure" width="$width" alt="$alt" '
+                  'src="data:image/png;base64,$png">')
+CAMERA_VIEW = Template('<img width="$width" alt="$alt" src="data:image/png;base64,$png">')
+BLANK_VS_ANIMAL = Template("""<table class="confusion">
+<tr><th></th><th>predicted blank</th><th>predicted animal</th><th>total</th></tr>
+<tr><th>true blank</th><td class="hit">$blank_as_blank</td>
+<td class="miss">$blank_as_animal</td><td>$blank</td></tr>
+<tr><th>true animal</th><td class="miss">$animal_as_blank</td>
+<td class="hit">$animal_as_animal</td><td>$animal</td></tr>
+<tr><th>total</th><td>$as_blank</td><td>$as_animal</td>
+<td>$total</td></tr>
+</table>""" '<p class="note">Ensemble OOF probability of <b>$blank_class</b> at threshold '
+    '$threshold. Accuracy $accuracy · blank recall $blank_recall · blank precision '
+    '$blank_precision · animal recall $animal_recall. "Animal" is any video not labelled '
+    'blank (humans included).</p>')
+WEIGHTS_BY_CLASS = Template('<div class="two-columns"><div>\n$heatmap\n</div><div>'
+                            '<h3>Mean weight per member</h3>\n$means\n</div></div>')
+FAILURES_COUNT = Template("<p><b>$count</b> failure row(s) in $path$details.</p>")
+SETTINGS = Template('<details><summary>Settings of the ensemble and of $count model(s) '
+                    '(click to open)</summary>\n$blocks\n</details>'
+                    '<p class="note">Git commit $commit; model configs from '
+                    '$models/*/config.json.</p>')
+SETTINGS_BLOCK = Template("<h3>$title</h3><pre>$settings</pre>")
 
 
 # ----------------------------------------------------------------------------- entry point
@@ -163,32 +139,14 @@ def _safe_section(title: str, builder) -> str:
 
 
 def render_page(sections: list[tuple[str, str, str]], built_at: str, commit: str) -> str:
-    navigation = "".join(f'<a href="#{anchor}">{_text(title)}</a>'
+    """The page template filled with the sections (anchor, title, content HTML)."""
+    navigation = "".join(_fill(NAV_LINK, anchor=anchor, title=title)
                          for anchor, title, _ in sections)
-    body = "\n".join(f'<section id="{anchor}">\n<h2>{_text(title)}</h2>\n{content}\n</section>'
+    body = "\n".join(_fill(SECTION, anchor=anchor, title=title, content=Html(content))
                      for anchor, title, content in sections)
-    stamp = f"commit {_text(commit)} · built {_text(built_at)} · data {_text(str(data_dir()))}"
-    return f"""<!DOCTYPE html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>trapstack report</title>
-<style>{PAGE_CSS}</style>
-</head>
-<body>
-<header><div class="page">
-<h1>trapstack report</h1>
-<div class="meta">{stamp}</div>
-<nav>{navigation}</nav>
-</div></header>
-<main class="page">
-{body}
-</main>
-<footer class="page">Written by a04_report.py (called from r60_ensemble.py) · {stamp}</footer>
-</body>
-</html>
-"""
+    stamp = f"commit {commit} · built {built_at} · data {data_dir()}"
+    page = Template(PAGE_TEMPLATE.read_text(encoding="utf-8"))
+    return _fill(page, stamp=stamp, navigation=Html(navigation), sections=Html(body))
 
 
 # ----------------------------------------------------------------------------- inputs
@@ -273,9 +231,8 @@ def headline_section(summary: pd.DataFrame, inputs: ReportInputs) -> str:
 
     def card(kind: str, label: str, row: pd.Series | None, detail: str = "") -> None:
         if row is None:
-            cards.append(f'<div class="card {kind}"><div class="label">{_text(label)}</div>'
-                         f'<div class="value">–</div><div class="detail">none in this run'
-                         f'</div></div>')
+            cards.append(_fill(CARD, kind=kind, label=label, value="–",
+                               detail="none in this run"))
             return
         lines = [detail] if detail else []
         if np.isfinite(row["test_log_loss"]):
@@ -283,10 +240,8 @@ def headline_section(summary: pd.DataFrame, inputs: ReportInputs) -> str:
         if kind != "baseline" and np.isfinite(prior_oof) and prior_oof > 0:
             change = (row["oof_log_loss"] - prior_oof) / prior_oof
             lines.append(f"{change:+.0%} vs prior")
-        cards.append(f'<div class="card {kind}"><div class="label">{_text(label)}</div>'
-                     f'<div class="value">{row["oof_log_loss"]:.4f}</div>'
-                     f'<div class="detail">{"<br>".join(_text(line) for line in lines)}'
-                     f'</div></div>')
+        cards.append(_fill(CARD, kind=kind, label=label, value=f"{row['oof_log_loss']:.4f}",
+                           detail=Html("<br>".join(_text(line) for line in lines))))
 
     card("baseline", "Class prior (OOF)", _best(prior), "predicts each class's frequency")
     for level, label in (("level1", "Best level-1 (OOF)"), ("level2", "Best level-2 (OOF)")):
@@ -296,7 +251,6 @@ def headline_section(summary: pd.DataFrame, inputs: ReportInputs) -> str:
     card("ensemble", "Ensemble (OOF)", ensemble_row,
          f"nested-CV estimate {nested_row['oof_log_loss']:.4f}" if nested_row is not None
          else "")
-    parts = [f'<div class="cards">{"".join(cards)}</div>']
     facts = []
     if inputs.labels is not None:
         facts.append(f"{len(inputs.labels)} train videos, {len(inputs.classes)} classes")
@@ -306,8 +260,7 @@ def headline_section(summary: pd.DataFrame, inputs: ReportInputs) -> str:
                  "out-of-fold on the train videos.")
     if not has_test:
         facts.append("No hidden test labels in this data folder, so no test losses.")
-    parts.append(f'<p class="note">{_text(" · ".join(facts))}</p>')
-    return "\n".join(parts)
+    return _fill(HEADLINE, cards=Html("".join(cards)), facts=" · ".join(facts))
 
 
 def model_comparison_section(summary: pd.DataFrame) -> str:
@@ -371,7 +324,7 @@ def per_class_section(summary: pd.DataFrame, inputs: ReportInputs) -> str:
     for index, name in enumerate(classes):
         label = _text(name)
         if positives[index] == 0:
-            label += '<span class="badge">no positives</span>'
+            label += _badge("no positives")
         cells = [label, str(positives[index]), f"{positives[index] / len(labels):.1%}"]
         cells += [f"{losses[index]:.4f}" for _, losses in columns]
         if ensemble_losses is not None:
@@ -395,8 +348,7 @@ def per_class_section(summary: pd.DataFrame, inputs: ReportInputs) -> str:
                      "bars are better than the prior, red bars worse.")
     table = _table(header, body, numeric=numeric, row_classes=row_classes, escape=False,
                    table_class="per-class")
-    return (f'<div class="scroll">{table}'
-            f'</div><p class="note">{_text(" ".join(notes))}</p>')
+    return _scroll(table) + _note(" ".join(notes))
 
 
 def calibration_section(inputs: ReportInputs) -> str:
@@ -411,12 +363,12 @@ def calibration_section(inputs: ReportInputs) -> str:
         return _missing(f"No class has {MIN_POSITIVES_FOR_CURVE} or more positives.")
     figure = reliability_figure(inputs.labels, inputs.ensemble_oof, inputs.classes, order)
     return (_figure_html(figure, "Reliability curves of the ensemble OOF")
-            + f'<p class="note">The {len(order)} classes with most positives. Each point is a '
-              f'quantile bin of the OOF probabilities (bins of about equal size: one per three '
-              f'positives, between 3 and {RELIABILITY_BINS}; tied probabilities merge bins, '
-              f'whose sizes are then marked); the bar is a 95% Wilson interval of the observed '
-              f'frequency. Square-root axes. Points on the dashed diagonal are calibrated; '
-              f'below it the ensemble is over-confident.</p>')
+            + _note(f"The {len(order)} classes with most positives. Each point is a quantile "
+                    f"bin of the OOF probabilities (bins of about equal size: one per three "
+                    f"positives, between 3 and {RELIABILITY_BINS}; tied probabilities merge "
+                    f"bins, whose sizes are then marked); the bar is a 95% Wilson interval of "
+                    f"the observed frequency. Square-root axes. Points on the dashed diagonal "
+                    f"are calibrated; below it the ensemble is over-confident."))
 
 
 def blank_section(inputs: ReportInputs) -> str:
@@ -438,20 +390,14 @@ def blank_section(inputs: ReportInputs) -> str:
     blank_recall = counts[(True, True)] / max(int(true_blank.sum()), 1)
     animal_recall = counts[(False, False)] / max(int((~true_blank).sum()), 1)
     blank_precision = counts[(True, True)] / max(int(predicted_blank.sum()), 1)
-    table = f"""<table class="confusion">
-<tr><th></th><th>predicted blank</th><th>predicted animal</th><th>total</th></tr>
-<tr><th>true blank</th><td class="hit">{counts[(True, True)]}</td>
-<td class="miss">{counts[(True, False)]}</td><td>{int(true_blank.sum())}</td></tr>
-<tr><th>true animal</th><td class="miss">{counts[(False, True)]}</td>
-<td class="hit">{counts[(False, False)]}</td><td>{int((~true_blank).sum())}</td></tr>
-<tr><th>total</th><td>{int(predicted_blank.sum())}</td><td>{int((~predicted_blank).sum())}</td>
-<td>{total}</td></tr>
-</table>"""
-    return (table + f'<p class="note">Ensemble OOF probability of <b>{_text(BLANK_CLASS)}</b> at '
-            f'threshold {BLANK_THRESHOLD:g}. Accuracy {correct / max(total, 1):.1%} · blank '
-            f'recall {blank_recall:.1%} · blank precision {blank_precision:.1%} · animal '
-            f'recall {animal_recall:.1%}. "Animal" is any video not labelled blank (humans '
-            f'included).</p>')
+    return _fill(BLANK_VS_ANIMAL, blank_as_blank=counts[(True, True)],
+                 blank_as_animal=counts[(True, False)], blank=int(true_blank.sum()),
+                 animal_as_blank=counts[(False, True)], animal_as_animal=counts[(False, False)],
+                 animal=int((~true_blank).sum()), as_blank=int(predicted_blank.sum()),
+                 as_animal=int((~predicted_blank).sum()), total=total, blank_class=BLANK_CLASS,
+                 threshold=f"{BLANK_THRESHOLD:g}", accuracy=f"{correct / max(total, 1):.1%}",
+                 blank_recall=f"{blank_recall:.1%}", blank_precision=f"{blank_precision:.1%}",
+                 animal_recall=f"{animal_recall:.1%}")
 
 
 def importance_section(ensemble_info: dict) -> str:
@@ -492,11 +438,10 @@ def importance_section(ensemble_info: dict) -> str:
         parts.append(_figure_html(importance_figure(tables, colour_of, members),
                                   "Top feature importances per stacker"))
         header = ["stacker"] + [f"{_swatch(colour_of[group])}{_text(group)}" for group in groups]
-        body = [[_text(name) + ('<span class="badge">in ensemble</span>' if name in members
-                                else "")]
+        body = [[_text(name) + (_badge("in ensemble") if name in members else "")]
                 + [f"{table.loc[table['group'] == group, 'share'].sum():.1%}" for group in groups]
                 for name, table in tables.items()]
-        parts.append("<h3>Share of importance by feature group</h3>")
+        parts.append(_subheading("Share of importance by feature group"))
         parts.append(_table(header, body, numeric=set(range(1, len(header))), escape=False,
                             header_escaped=True))
         parts.append('<p class="note">Importance is each stacker\'s own measure (LightGBM '
@@ -505,7 +450,7 @@ def importance_section(ensemble_info: dict) -> str:
     else:
         parts.append(_missing("No stacker has usable feature importances."))
     if notes:
-        parts.append(f'<p class="note">{_text("; ".join(notes))}.</p>')
+        parts.append(_note("; ".join(notes) + "."))
     return "\n".join(parts)
 
 
@@ -539,18 +484,16 @@ def weights_section(ensemble_info: dict, weights_table: pd.DataFrame | None) -> 
     varies = per_class and len(weights_table) > 1 and \
         not np.allclose(weights_table.to_numpy(), weights_table.to_numpy()[0])
     if varies:
-        parts.append('<div class="two-columns"><div>')
-        parts.append(_figure_html(weights_heatmap(weights_table), "Per-class ensemble weights"))
-        parts.append("</div><div><h3>Mean weight per member</h3>")
+        heatmap = _figure_html(weights_heatmap(weights_table), "Per-class ensemble weights")
         mean = weights_table.mean(axis=0)
-        parts.append(_table(["member", "mean weight over classes", "classes led"],
-                            [[_text(m), f"{mean[m]:.3f}",
-                              str(int((weights_table.idxmax(axis=1) == m).sum()))]
-                             for m in weights_table.columns], numeric={1, 2}, escape=False))
-        parts.append("</div></div>")
+        means = _table(["member", "mean weight over classes", "classes led"],
+                       [[_text(m), f"{mean[m]:.3f}",
+                         str(int((weights_table.idxmax(axis=1) == m).sum()))]
+                        for m in weights_table.columns], numeric={1, 2}, escape=False)
+        parts.append(_fill(WEIGHTS_BY_CLASS, heatmap=Html(heatmap), means=Html(means)))
     else:
         row = weights_table.iloc[0]
-        parts.append("<h3>Weights (the same for every class)</h3>")
+        parts.append(_subheading("Weights (the same for every class)"))
         parts.append(_table(["member", "weight"], [[_text(m), f"{row[m]:.3f}"]
                                                    for m in weights_table.columns],
                             numeric={1}, escape=False))
@@ -588,10 +531,9 @@ def fold_scores_section() -> str:
                        _number(finite.mean() if len(finite) else float("nan")),
                        _number(finite.std(ddof=1) if len(finite) > 1 else float("nan"))])
     table = _table(header, body, numeric=set(range(2, len(header))), escape=False)
-    return (f'<div class="scroll">{table}'
-            f'</div><p class="note">The latest row of each (stage, model, fold) in '
-            f'{_text(_relative(path))}. A large spread across folds means the OOF total hides '
-            f'unstable folds.</p>')
+    return _scroll(table) + _note(f"The latest row of each (stage, model, fold) in "
+                                  f"{_relative(path)}. A large spread across folds means the "
+                                  f"OOF total hides unstable folds.")
 
 
 def adversarial_section() -> str:
@@ -627,7 +569,8 @@ def adversarial_section() -> str:
         except pd.errors.EmptyDataError:
             single = pd.DataFrame()
         if not single.empty:
-            html_text += "<h3>The five inputs that tell test rows from train rows best</h3>" + \
+            html_text += _subheading("The five inputs that tell test rows from train rows "
+                                     "best") + \
                 _table(["input", "group", "AUC alone"],
                        [[row.input, row.group, _number(row.auc, 3)]
                         for row in single.itertuples()], numeric={2})
@@ -641,7 +584,7 @@ def adversarial_section() -> str:
             "above both that and 0.5 means something else for test rows than for the train rows "
             "the stackers learn from, and their OOF score will not carry over. An AUC below 0.5 "
             "is nothing the classifier could carry to unseen visits.")
-    return html_text + f'<p class="note">{_text(note)}</p>'
+    return html_text + _note(note)
 
 
 def data_set_section(inputs: ReportInputs) -> str:
@@ -693,7 +636,7 @@ def data_set_section(inputs: ReportInputs) -> str:
             text += " (file modification times not used)"
         facts.append(("capture time sources", text))
     source = _relative(metadata_dir() / "metadata.csv")
-    return _key_value_table(facts) + f'<p class="note">From {_text(source)}.</p>'
+    return _key_value_table(facts) + _note(f"From {source}.")
 
 
 CAMERAS_SHOWN = 40              # the cameras with most clips; the rest are counted
@@ -747,7 +690,7 @@ def cameras_section(inputs: ReportInputs) -> str:
         note += f" {len(groups) - CAMERAS_SHOWN} more cameras with fewer clips are not shown."
     return _table(["background", "camera", "id", "clips", "train / test", "format",
                    "top classes (train)"], rows, numeric={3}, escape=False) + \
-        f'<p class="note">{_text(note)}</p>'
+        _note(note)
 
 
 def _camera_thumbnail(clips: pd.DataFrame, frames_paths: dict) -> str:
@@ -761,8 +704,7 @@ def _camera_thumbnail(clips: pd.DataFrame, frames_paths: dict) -> str:
         data = camera_view_png(np.load(cache_dir() / path, allow_pickle=False), width, height)
         if data is not None:
             encoded = base64.b64encode(data).decode("ascii")
-            return (f'<img width="{CAMERA_VIEW_WIDTH}" alt="{_text(clip["camera"])}" '
-                    f'src="data:image/png;base64,{encoded}">')
+            return _fill(CAMERA_VIEW, width=CAMERA_VIEW_WIDTH, alt=clip["camera"], png=encoded)
     return _text("no decoded clip")
 
 
@@ -777,17 +719,17 @@ def failures_section() -> str:
         failures = pd.DataFrame(columns=["filename", "stage", "error"])
     if failures.empty:
         return '<p>No failures recorded: every video was probed and decoded.</p>'
-    parts = [f"<p><b>{len(failures)}</b> failure row(s) in {_text(_relative(path))}"]
+    details = ""
     if "filename" in failures.columns:
-        parts[0] += f", {failures['filename'].nunique()} distinct video(s)"
+        details += f", {failures['filename'].nunique()} distinct video(s)"
     if "stage" in failures.columns:
-        parts[0] += " — by stage: " + _text(", ".join(
-            f"{stage} {count}" for stage, count in failures["stage"].value_counts().items()))
-    parts[0] += ".</p>"
+        details += " — by stage: " + ", ".join(
+            f"{stage} {count}" for stage, count in failures["stage"].value_counts().items())
     shown = failures.head(FAILURE_ROWS)
-    parts.append(f'<div class="scroll">{_table(list(shown.columns), shown.values.tolist())}</div>')
+    parts = [_fill(FAILURES_COUNT, count=len(failures), path=_relative(path), details=details),
+             _scroll(_table(list(shown.columns), shown.values.tolist()))]
     if len(failures) > FAILURE_ROWS:
-        parts.append(f'<p class="note">First {FAILURE_ROWS} of {len(failures)} rows.</p>')
+        parts.append(_note(f"First {FAILURE_ROWS} of {len(failures)} rows."))
     return "\n".join(parts)
 
 
@@ -809,13 +751,11 @@ def settings_section(ensemble_info: dict) -> str:
             blocks.append((path.parent.name, {"error": f"unreadable config.json: {error}"}))
     if not blocks:
         return _missing("No ensemble settings and no models/*/config.json.")
-    inner = "\n".join(f"<h3>{_text(title)}</h3><pre>{_text(compact_json(payload))}</pre>"
+    inner = "\n".join(_fill(SETTINGS_BLOCK, title=title, settings=compact_json(payload))
                       for title, payload in blocks)
     count = len(blocks) - (1 if ensemble_info else 0)
-    return (f"<details><summary>Settings of the ensemble and of {count} model(s) "
-            f"(click to open)</summary>\n{inner}\n</details>"
-            f'<p class="note">Git commit {_text(git_commit())}; model configs from '
-            f'{_text(_relative(data_dir() / "models"))}/*/config.json.</p>')
+    return _fill(SETTINGS, count=count, blocks=Html(inner), commit=git_commit(),
+                 models=_relative(data_dir() / "models"))
 
 
 def compact_json(value, indent: int = 0) -> str:
@@ -888,8 +828,35 @@ def _feature_group(feature: str) -> str:
 
 # ----------------------------------------------------------------------------- html helpers
 
+class Html(str):
+    """HTML this module built: _fill puts it into a template as it is."""
+
+
+def _fill(template: Template, **values) -> str:
+    """The template with its placeholders filled: text is escaped, Html goes in as it is."""
+    return template.substitute({name: value if isinstance(value, Html) else _text(value)
+                                for name, value in values.items()})
+
+
 def _text(value) -> str:
     return html.escape(str(value), quote=True)
+
+
+def _note(text: str) -> str:
+    return f'<p class="note">{_text(text)}</p>'
+
+
+def _subheading(text: str) -> str:
+    return f"<h3>{_text(text)}</h3>"
+
+
+def _badge(text: str) -> str:
+    return f'<span class="badge">{_text(text)}</span>'
+
+
+def _scroll(table_html: str) -> str:
+    """A wide table in a box that scrolls sideways on a narrow page."""
+    return f'<div class="scroll">{table_html}</div>'
 
 
 def _missing(message: str) -> str:
@@ -964,5 +931,4 @@ def _relative(path: Path) -> str:
 def _figure_html(figure, alt: str) -> str:
     data = png_bytes(figure)
     encoded = base64.b64encode(data).decode("ascii")
-    return (f'<img class="figure" width="{display_width(data)}" alt="{_text(alt)}" '
-            f'src="data:image/png;base64,{encoded}">')
+    return _fill(FIGURE, width=display_width(data), alt=alt, png=encoded)

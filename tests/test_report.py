@@ -14,6 +14,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from string import Template
 
 import numpy as np
 import pandas as pd
@@ -219,6 +220,14 @@ def test_report_without_optional_inputs_says_what_is_missing(tmp_path, monkeypat
     assert "No ensemble information" in page
     assert "adversarial_validation.csv is missing" in page
     assert "http://" not in page and "https://" not in page and "<script" not in page
+
+
+def test_the_page_template_holds_only_the_placeholders_the_report_fills():
+    # a stray '$' in the CSS would stop string.Template from filling the page
+    page = Template(a04_report.PAGE_TEMPLATE.read_text(encoding="utf-8"))
+
+    assert page.is_valid()
+    assert set(page.get_identifiers()) == {"stamp", "navigation", "sections"}
 
 
 def test_reliability_bins_are_quantiles_that_merge_ties():
