@@ -451,6 +451,13 @@ def fold_output(spec: ModelSpec, fold_dir: Path, fold: int) -> Path:
 # ----------------------------------------------------------------------------- trained models
 # r31 (OOF) and r40 (test) read trained models the same way: these keep them in step.
 
+# Test-time augmentation (TTA), r31's and r40's defaults (each script takes them as its
+# --time_augmentation and --flip_augmentation), so OOF and test predictions are made the same
+# way. Two views: the reversal is free, the stretched windows (views 3+) cost on the demo
+# (bench/results/setting_experiments.csv: tta_views, tta_flip)
+TIME_AUGMENTATION = 2          # temporal views averaged per prediction (1 = none)
+FLIP_AUGMENTATION = True       # also average left-right mirrored clips (3D CNN)
+
 def trained_models() -> list[str]:
     """Names of the models r21 has trained (a models/<name>/config.json exists)."""
     root = models_dir("x").parent
@@ -475,8 +482,9 @@ def trained_config(name: str, folds: list[int], stage: str, folder: Path | None 
 def prediction_tables(spec, filenames, folder: Path, folds: list[int], classes: list[str],
                       settings: dict, time_augmentation: int,
                       flip_augmentation: bool) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(by-fold table, fold-mean table) of a trained model on these videos: r40 on the test
-    rows, r80 on new clips, so both are made the same way."""
+    """(by-fold table, fold-mean table) of a trained model on these videos: every fold model
+    on every video, and their mean. r31 on the train rows (it keeps each row's own fold), r40
+    on the test rows and r80 on new clips, so all three are made the same way."""
     from a00_common import prediction_frame
     filenames = list(filenames)
     inputs = load_inputs(spec, filenames, settings) if filenames else None

@@ -16,33 +16,34 @@ Cost    seconds per model (inference only).
     python r31_validate.py --model cnn3d_micro --flip_augmentation false
 
 Test-time augmentation (TTA) averages the prediction over the sequence, its reversal and
-centred temporal windows, and for models on raw clips (3D CNN) over their mirror images too;
-r40 has the same two settings with the same defaults, so OOF and test predictions are made
-the same way (r40 warns when they were not).
+centred temporal windows, and for models on raw clips (3D CNN) over their mirror images too.
+Its defaults are a03_models' TIME_AUGMENTATION and FLIP_AUGMENTATION, which r40 uses too, so
+OOF and test predictions are made the same way (r40 warns when they were not). The fold
+models predict through a03_models.prediction_tables, as in r40 and r80.
 """
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 
+import a03_models
 from a00_common import (append_scores, level1_dir, load_folds, load_train_labels, log_outcome,
                         logger, mean_log_loss, models_dir, outdated_reason, parse_config,
                         prediction_frame, run_main, write_csv, write_json, write_stamp)
+from a03_models import (get_spec, prediction_stamp, prediction_tables, trained_config,
+                        trained_models)
 
-# two views: the reversal is free, the stretched windows (views 3+) cost on the demo
-# (bench/results/setting_experiments.csv: tta_views, tta_flip)
-TIME_AUGMENTATION = 2          # temporal views averaged per prediction (1 = none); as in r40
-FLIP_AUGMENTATION = True       # also average left-right mirrored clips (3D CNN); as in r40
+TIME_AUGMENTATION = a03_models.TIME_AUGMENTATION   # temporal views averaged (1 = none)
+FLIP_AUGMENTATION = a03_models.FLIP_AUGMENTATION   # also mirrored clips (3D CNN)
 
 
-def validate_model(name: str, force: bool) -> None:
-    from a03_models import get_spec, load_inputs, predict_fold, prediction_stamp, trained_config
+def validate_model(name: str, force: bool, time_augmentation: int,
+                   flip_augmentation: bool) -> None:
     output = level1_dir() / f"{name}_oof.csv"
     labels_table, classes = load_train_labels()
     folds = load_folds(labels_table["filename"])
     fold_numbers = sorted(int(k) for k in folds["fold"].unique())
     config = trained_config(name, fold_numbers, "r31")
-    stamp = prediction_stamp(config["config_hash"], TIME_AUGMENTATION, FLIP_AUGMENTATION)
+    stamp = prediction_stamp(config["config_hash"], time_augmentation, flip_augmentation)
     # the trained state covers the train rows' inputs, labels and folds
     outputs = [output, level1_dir() / f"{name}_train_by_fold.csv", output.with_suffix(".json")]
     made_from = {"predictions": stamp}
@@ -50,20 +51,15 @@ def validate_model(name: str, force: bool) -> None:
     log_outcome(f"r31 {name}", reason)
     if reason is None:
         return
-    spec = get_spec(name)
-    inputs = load_inputs(spec, labels_table["filename"], config["settings"])
+    by_fold, _ = prediction_tables(get_spec(name), labels_table["filename"], models_dir(name),
+                                   fold_numbers, classes, config["settings"], time_augmentation,
+                                   flip_augmentation)
     labels = labels_table[classes].to_numpy(np.float64)
     predictions = np.full(labels.shape, np.nan)
-    by_fold, scores = [], []
+    scores = []
     for fold in fold_numbers:
         rows = np.flatnonzero(folds["fold"].to_numpy() == fold)
-        fold_predictions = predict_fold(spec, inputs, models_dir(name), fold, len(classes),
-                                        config["settings"], TIME_AUGMENTATION,
-                                        FLIP_AUGMENTATION)
-        predictions[rows] = fold_predictions[rows]
-        table = prediction_frame(labels_table["filename"], classes, fold_predictions)
-        table.insert(0, "fold", fold)
-        by_fold.append(table)
+        predictions[rows] = by_fold.loc[by_fold["fold"] == fold, classes].to_numpy()[rows]
         scores.append({"stage": "r31_level1", "model": name, "fold": str(fold),
                        "log_loss": mean_log_loss(labels[rows], predictions[rows]),
                        "rows": len(rows), "config_hash": stamp})
@@ -72,7 +68,7 @@ def validate_model(name: str, force: bool) -> None:
     loss = mean_log_loss(labels, predictions)
     scores.append({"stage": "r31_level1", "model": name, "fold": "all", "log_loss": loss,
                    "rows": len(labels), "config_hash": stamp})
-    write_csv(pd.concat(by_fold, ignore_index=True), level1_dir() / f"{name}_train_by_fold.csv")
+    write_csv(by_fold, level1_dir() / f"{name}_train_by_fold.csv")
     write_csv(prediction_frame(labels_table["filename"], classes, predictions), output)
     write_json({"stamp": stamp, "log_loss": loss}, output.with_suffix(".json"))
     write_stamp(outputs, made_from)
@@ -82,12 +78,12 @@ def validate_model(name: str, force: bool) -> None:
 
 def main() -> None:
     args = parse_config(globals(), __doc__)
-    from a03_models import trained_models
     names = [args.model] if args.model else trained_models()
     if not names:
         raise SystemExit("r31: no trained models under models/: run r21_train_models.py first")
     for name in names:
-        validate_model(name, args.force)
+        validate_model(name, args.force, args.config["TIME_AUGMENTATION"],
+                       args.config["FLIP_AUGMENTATION"])
 
 
 if __name__ == "__main__":

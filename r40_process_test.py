@@ -11,32 +11,33 @@ Cost    seconds per model (inference only; K fold models × TTA views).
     python r40_process_test.py
     python r40_process_test.py --model lgbm_tabular --force
 
-Uses the same TIME_AUGMENTATION and FLIP_AUGMENTATION as r31 (keep them equal) so test and
-OOF predictions are produced the same way; a mismatch with the OOF table's stamp is warned.
+Test-time augmentation: a03_models' TIME_AUGMENTATION and FLIP_AUGMENTATION by default, as in
+r31, so test and OOF predictions are made the same way; a mismatch with the OOF table's stamp
+is warned. The fold models predict through a03_models.prediction_tables, as in r31 and r80.
 """
 from __future__ import annotations
 
+import a03_models
 from a00_common import (digest_text, level1_dir, load_folds, load_submission_format,
                         load_train_labels, log_outcome, logger, models_dir, outdated_reason,
                         parse_config, read_json, run_main, write_csv,
                         write_json, write_stamp)
+from a03_models import (get_spec, input_digest, prediction_stamp, prediction_tables,
+                        trained_config, trained_models)
 
-# two views: the reversal is free, the stretched windows (views 3+) cost on the demo
-# (bench/results/setting_experiments.csv: tta_views, tta_flip)
-TIME_AUGMENTATION = 2          # temporal views averaged per prediction (1 = none); as in r31
-FLIP_AUGMENTATION = True       # also average left-right mirrored clips (3D CNN); as in r31
+TIME_AUGMENTATION = a03_models.TIME_AUGMENTATION   # temporal views averaged (1 = none)
+FLIP_AUGMENTATION = a03_models.FLIP_AUGMENTATION   # also mirrored clips (3D CNN)
 
 
-def process_model(name: str, force: bool) -> None:
-    from a03_models import (get_spec, input_digest, prediction_stamp, prediction_tables,
-                            trained_config)
+def process_model(name: str, force: bool, time_augmentation: int,
+                  flip_augmentation: bool) -> None:
     output = level1_dir() / f"{name}_test.csv"
     labels_table, classes = load_train_labels()
     # the folds of folds.csv, as in r31: a fold that is missing is an error, not a silent
     # mean over fewer models
     folds = sorted(int(k) for k in load_folds(labels_table["filename"])["fold"].unique())
     config = trained_config(name, folds, "r40")
-    stamp = prediction_stamp(config["config_hash"], TIME_AUGMENTATION, FLIP_AUGMENTATION)
+    stamp = prediction_stamp(config["config_hash"], time_augmentation, flip_augmentation)
     spec = get_spec(name)
     submission = load_submission_format(classes)
     test_names = submission["filename"].tolist()
@@ -49,14 +50,14 @@ def process_model(name: str, force: bool) -> None:
     if reason is None:
         return
     by_fold, predictions = prediction_tables(spec, test_names, models_dir(name), folds, classes,
-                                             config["settings"], TIME_AUGMENTATION,
-                                             FLIP_AUGMENTATION)
+                                             config["settings"], time_augmentation,
+                                             flip_augmentation)
     write_csv(by_fold, level1_dir() / f"{name}_test_by_fold.csv")
     write_csv(predictions, output)
     # the test-time views too: a stack exported by r80 predicts new clips the same way
     write_json({"stamp": stamp, "folds": folds,
-                "settings": {"time_augmentation": TIME_AUGMENTATION,
-                             "flip_augmentation": FLIP_AUGMENTATION}}, output.with_suffix(".json"))
+                "settings": {"time_augmentation": time_augmentation,
+                             "flip_augmentation": flip_augmentation}}, output.with_suffix(".json"))
     write_stamp(outputs, made_from)
     logger.info("r40 %s: %d test videos, mean of %d fold models -> %s", name,
                 len(submission), len(folds), output)
@@ -68,12 +69,12 @@ def process_model(name: str, force: bool) -> None:
 
 def main() -> None:
     args = parse_config(globals(), __doc__)
-    from a03_models import trained_models
     names = [args.model] if args.model else trained_models()
     if not names:
         raise SystemExit("r40: no trained models under models/: run r21_train_models.py first")
     for name in names:
-        process_model(name, args.force)
+        process_model(name, args.force, args.config["TIME_AUGMENTATION"],
+                      args.config["FLIP_AUGMENTATION"])
 
 
 if __name__ == "__main__":
