@@ -29,8 +29,11 @@ def main_input(spec: ModelSpec) -> str:
 
 # ----------------------------------------------------------------------------- heads
 
-def _logit(probabilities: np.ndarray) -> np.ndarray:
-    clipped = np.clip(probabilities, 1e-4, 1 - 1e-4)
+def logit(probabilities: np.ndarray, clip: float) -> np.ndarray:
+    """log(p / (1 − p)) of the probabilities clipped to [clip, 1 − clip] (a class that never
+    occurs stays finite). The heads start their output bias at it; the stackers (a05) correct
+    the level-1 blend's."""
+    clipped = np.clip(probabilities, clip, 1 - clip)
     return np.log(clipped / (1 - clipped))
 
 
@@ -155,9 +158,11 @@ def build_keras_model(spec: ModelSpec, input_shapes: dict, n_classes: int, prior
     # prior; a zero output kernel starts them exactly at the prior. The layer-normed sequence
     # heads do not need it (bench/results/setting_experiments.csv: zero_output_kernel)
     starts_at_prior = spec.head in ("conv2d", "cnn3d")
+    # a class without positives among the training rows starts at logit(1e-4), not at -inf
+    prior_logits = logit(prior, clip=1e-4)
     outputs = layers.Dense(n_classes, activation="sigmoid", name="probabilities",
                            kernel_initializer="zeros" if starts_at_prior else "glorot_uniform",
-                           bias_initializer=keras.initializers.Constant(_logit(prior)))(x)
+                           bias_initializer=keras.initializers.Constant(prior_logits))(x)
     return keras.Model([video_input, missing_input], outputs, name=spec.name)
 
 

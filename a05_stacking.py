@@ -21,8 +21,12 @@ import numpy as np
 import pandas as pd
 
 from a00_common import level1_dir, predictions_dir, read_json
+from a03_networks import logit
 
 STACKER_KINDS = ("lgbm", "xgb", "mlp")
+# level-1 probabilities enter the stackers as logits of the probabilities clipped to
+# [LEVEL1_LOGIT_CLIP, 1 - LEVEL1_LOGIT_CLIP]: a 0 or 1 from a model stays finite
+LEVEL1_LOGIT_CLIP = 1e-5
 
 
 # ----------------------------------------------------------------------------- neighbours
@@ -201,7 +205,7 @@ class FeatureTable:
     def __init__(self, frame: pd.DataFrame, column_class: list, level1: np.ndarray):
         self.frame, self.column_class, self.level1 = frame, column_class, level1
         self._matrix = frame.to_numpy(np.float32)
-        self.base_logits = logits(level1.mean(axis=0)) if len(level1) else \
+        self.base_logits = logit(level1.mean(axis=0), LEVEL1_LOGIT_CLIP) if len(level1) else \
             np.zeros((len(frame), 0))
 
     @property
@@ -213,7 +217,7 @@ class FeatureTable:
 
     def set_base(self, weights: np.ndarray) -> None:
         """The base: the level-1 blend with these weights (fitted on the outer fold's rows)."""
-        self.base_logits = logits(np.tensordot(weights, self.level1, axes=1))
+        self.base_logits = logit(np.tensordot(weights, self.level1, axes=1), LEVEL1_LOGIT_CLIP)
 
     def set_site(self, values: np.ndarray) -> None:
         """The site columns' values for the current outer fold (see `site_features`)."""
@@ -230,11 +234,6 @@ def _owner(column: str, classes: list[str]):
     """The class a neighbour column belongs to (longest class name it ends with)."""
     matches = [c for c in classes if column.endswith("_" + c)]
     return max(matches, key=len) if matches else None
-
-
-def logits(probabilities: np.ndarray) -> np.ndarray:
-    clipped = np.clip(probabilities, 1e-5, 1 - 1e-5)
-    return np.log(clipped / (1 - clipped))
 
 
 @functools.lru_cache(maxsize=32)
@@ -289,12 +288,12 @@ def build_feature_table(split: str, filenames, classes: list[str], models: list[
             if split == "train" else \
             read_fold_rows(level1_dir() / f"{model}_test_by_fold.csv", filenames, fold, what)
         probabilities.append(table[classes].to_numpy(np.float64))
-        parts.append(pd.DataFrame(logits(probabilities[-1]),
+        parts.append(pd.DataFrame(logit(probabilities[-1], LEVEL1_LOGIT_CLIP),
                                   columns=[f"l1:{model}:{c}" for c in classes]))
         owners += list(classes)
     level1 = np.stack(probabilities) if probabilities else \
         np.zeros((0, len(filenames), len(classes)))
-    mean_logits = logits(level1.mean(axis=0)) if probabilities else \
+    mean_logits = logit(level1.mean(axis=0), LEVEL1_LOGIT_CLIP) if probabilities else \
         np.zeros((len(filenames), len(classes)))
     # the blend of every class is global: "blank" or "human" likely informs every species
     parts.append(pd.DataFrame(mean_logits, columns=[f"blend:{c}" for c in classes]))
