@@ -46,6 +46,7 @@ import time
 from pathlib import Path
 
 import cv2
+import ffmpy
 import numpy as np
 import pandas as pd
 import soundfile
@@ -334,18 +335,24 @@ def encode_video(frames, clip: dict, audio_path: Path | None, destination: Path,
     Frames go in as yuv420p (converted here by OpenCV, BT.601 limited range like ffmpeg's
     own default): half the bytes of RGB, and the encoder process does no colour conversion.
     """
-    command = [tool_path("ffmpeg"), "-hide_banner", "-nostdin", "-loglevel", "error", "-y",
-               "-f", "rawvideo", "-pix_fmt", "yuv420p", "-s", f"{clip['width']}x{clip['height']}",
-               "-framerate", str(clip["fps"]), "-i", "pipe:0"]
+    inputs = {"pipe:0": ["-f", "rawvideo", "-pix_fmt", "yuv420p",
+                         "-s", f"{clip['width']}x{clip['height']}", "-framerate", str(clip["fps"])]}
     if audio_path is not None:
-        command += ["-i", str(audio_path), "-map", "0:v:0", "-map", "1:a:0", "-c:a", "aac",
-                    "-b:a", "32k", "-ac", "1", "-ar", str(AUDIO_SAMPLE_RATE)]
+        inputs[str(audio_path)] = None
+        output_options = ["-map", "0:v:0", "-map", "1:a:0", "-c:a", "aac", "-b:a", "32k",
+                          "-ac", "1", "-ar", str(AUDIO_SAMPLE_RATE)]
     else:
-        command += ["-an"]
-    command += ["-c:v", "libx264", "-preset", PRESET, "-crf", str(CRF), "-pix_fmt", "yuv420p",
-                "-threads", str(x264_threads),
-                "-metadata", f"creation_time={clip['capture_time']}.000000Z",
-                "-movflags", "+faststart", str(destination)]
+        output_options = ["-an"]
+    output_options += ["-c:v", "libx264", "-preset", PRESET, "-crf", str(CRF),
+                       "-pix_fmt", "yuv420p", "-threads", str(x264_threads),
+                       "-metadata", f"creation_time={clip['capture_time']}.000000Z",
+                       "-movflags", "+faststart"]
+    built = ffmpy.FFmpeg(executable=tool_path("ffmpeg"),
+                         global_options=["-hide_banner", "-nostdin", "-loglevel", "error", "-y"],
+                         inputs=inputs, outputs={str(destination): output_options})
+    # ffmpy's run() has no timeout and wants the input whole, so Popen streams the frames; its
+    # .cmd is Windows-quoted (shlex fails on an apostrophe in a path): the list it joined is exact
+    command = list(built._cmd)
     with tempfile.TemporaryFile() as error_log:
         process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
                                    stderr=error_log)

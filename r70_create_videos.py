@@ -24,6 +24,7 @@ import tempfile
 import threading
 from pathlib import Path
 
+import ffmpy
 import numpy as np
 import pandas as pd
 
@@ -133,7 +134,7 @@ class Overlay:
         canvas[:] = BOX_COLOUR
         alpha = np.full((box_height, box_width), BOX_OPACITY, np.float32)
         mask = np.zeros((box_height, box_width), np.uint8)
-        for index, (line, text) in enumerate(zip(lines, texts)):
+        for index, (line, text) in enumerate(zip(lines, texts, strict=True)):
             baseline_y = padding + text_height + index * line_height
             if line.get("bar") is not None:
                 top = baseline_y - text_height - (line_height - text_height) // 3
@@ -177,7 +178,7 @@ def overlay_lines(choice: dict, probabilities: np.ndarray, classes: list[str],
                       "colour": TRUE_COLOUR if state == "true" else TEXT_COLOUR,
                       "bar": float(probabilities[index]), "bar_colour": BAR_COLOURS[state]})
     if truth is not None:
-        true_classes = [name for name, value in zip(classes, truth) if value == 1]
+        true_classes = [name for name, value in zip(classes, truth, strict=True) if value == 1]
         lines.append({"text": "truth: " + (", ".join(true_classes) or "no class"),
                       "colour": TRUE_COLOUR})
     return lines
@@ -226,19 +227,25 @@ def transcode_with_overlay(source: Path, target: Path, width: int, height: int, 
     """ffmpeg decodes to raw RGB on one pipe, we draw, a second ffmpeg encodes from another."""
     ffmpeg = tool_path("ffmpeg")
     threads = ["-threads", str(THREADS)]
-    decode = [ffmpeg, "-v", "error", "-nostdin", *threads, "-i", str(source), "-map", "0:v:0",
-              "-vf", f"scale={width}:{height}", "-fps_mode", "passthrough",
-              "-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:1"]
-    encode = [ffmpeg, "-v", "error", "-nostdin", "-y", "-f", "rawvideo", "-pix_fmt", "rgb24",
-              "-s", f"{width}x{height}", "-framerate", rate, "-i", "pipe:0"]
+    decode = ffmpeg_arguments(ffmpy.FFmpeg(
+        executable=ffmpeg, global_options=["-v", "error", "-nostdin"],
+        inputs={str(source): threads},
+        outputs={"pipe:1": ["-map", "0:v:0", "-vf", f"scale={width}:{height}",
+                            "-fps_mode", "passthrough", "-f", "rawvideo", "-pix_fmt", "rgb24"]}))
+    inputs = {"pipe:0": ["-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{width}x{height}",
+                         "-framerate", rate]}
     if has_audio:
-        encode += ["-i", str(source), "-map", "0:v:0", "-map", "1:a:0", "-c:a", audio_codec]
+        inputs[str(source)] = None
+        output_options = ["-map", "0:v:0", "-map", "1:a:0", "-c:a", audio_codec]
     else:
-        encode += ["-map", "0:v:0"]
+        output_options = ["-map", "0:v:0"]
     # x264 with yuv420p needs even sizes: pad odd ones by a pixel rather than scale
-    encode += ["-vf", "pad=ceil(iw/2)*2:ceil(ih/2)*2", "-c:v", "libx264", "-preset", PRESET,
-               "-crf", str(CRF), "-pix_fmt", "yuv420p", *threads, "-movflags", "+faststart",
-               "-f", "mp4", str(target)]
+    output_options += ["-vf", "pad=ceil(iw/2)*2:ceil(ih/2)*2", "-c:v", "libx264",
+                       "-preset", PRESET, "-crf", str(CRF), "-pix_fmt", "yuv420p", *threads,
+                       "-movflags", "+faststart", "-f", "mp4"]
+    encode = ffmpeg_arguments(ffmpy.FFmpeg(
+        executable=ffmpeg, global_options=["-v", "error", "-nostdin", "-y"], inputs=inputs,
+        outputs={str(target): output_options}))
     frame_bytes = width * height * 3
     frames = 0
     # stderr goes to files: a chatty decoder must never fill a pipe and stall both processes
@@ -281,6 +288,13 @@ def transcode_with_overlay(source: Path, target: Path, width: int, height: int, 
         if encoder_code != 0:
             raise VideoError(f"ffmpeg (encode): {_last_line(encode_log, encoder_code)}")
     return frames
+
+
+def ffmpeg_arguments(command: ffmpy.FFmpeg) -> list[str]:
+    """The argument list ffmpy built, for Popen: both ffmpegs stream through pipes under a
+    watchdog, which ffmpy's run() (the input whole, no timeout) cannot do."""
+    # .cmd is Windows-quoted (shlex fails on an apostrophe in a path): the list it joined is exact
+    return list(command._cmd)
 
 
 def _last_line(log, code: int) -> str:
