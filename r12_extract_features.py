@@ -58,19 +58,21 @@ import hashlib
 import multiprocessing
 import os
 import threading
-import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from a00_common import (cache_dir, config_hash, data_dir, features_dir, load_video_table,
-                        logger, parse_config, parse_part, preprocess_done_path,
-                        preprocess_plan_path, probe_cache_path, print_jobs, progress, run_main,
-                        short_error, video_path, write_stage_failures)
-from a00_io import (array_digest, digest_text, file_identity, log_outcome, npy_writer,
-                    outdated_reason, read_array, read_arrays, read_json, stamp_path,
-                    write_arrays, write_csv, write_json, write_stamp)
+from a00_common import (cache_dir, config_hash, data_dir, features_dir, logger, parse_config,
+                        parse_part, print_jobs, probe_cache_path, progress, run_main,
+                        short_error, write_stage_failures)
+from a00_io import log_outcome, outdated_reason, read_array, read_json, write_arrays, write_stamp
+from a02_feature_store import (JoinedRows, ShardBuilder, consolidate, existing_shard_failures,
+                               output_paths, remove_shards, shard_path, shard_rows,
+                               stage_inputs)
+from a02_follow import SetupError, read_plan, wait_for_current_record
+from a02_hash_audio import (HASH_STATISTIC_NAMES, hash_features, logmel_features,
+                            logmel_statistic_names)
 
 # what a plain run extracts: Lite0 on whole frames and on motion crops (bench/results/
 # backbone_and_crop_ablation.csv)
@@ -99,10 +101,6 @@ HOP_LENGTH = 256               # samples between spectrogram columns (16 ms at 1
 AUDIO_STEPS = 256              # spectrogram columns kept (≈4 s), zero-padded when shorter
 
 FEATURE_DTYPES = ("float16", "float32")
-
-
-class SetupError(RuntimeError):
-    """An extractor that cannot start (weights unavailable, bad weights file); one line."""
 
 
 # ----------------------------------------------------------------------------- extractor names
@@ -159,89 +157,10 @@ def extractor_config(extractor: str, frames_config: str) -> dict:
 
 def statistic_names(extractor: str, dimension: int) -> list[str]:
     if extractor == "hashes":
-        return list(_HASH_STATISTIC_NAMES)
+        return list(HASH_STATISTIC_NAMES)
     if extractor == "audio_logmel":
-        return ([f"mel{band}_{kind}" for kind in ("mean", "std", "max") for band in range(N_MELS)]
-                + ["all_mean", "all_std", "all_max"])
+        return logmel_statistic_names(N_MELS)
     return [f"{kind}_{position}" for kind in ("mean", "max") for position in range(dimension)]
-
-
-# ----------------------------------------------------------------------------- hashes
-
-def hamming_statistics(bits: np.ndarray) -> list[float]:
-    """Distances between per-frame hashes: consecutive pairs and all pairs."""
-    distances = (bits[:, None, :] != bits[None, :, :]).sum(-1).astype(np.float32)
-    consecutive = np.diagonal(distances, offset=1)
-    pairs = distances[np.triu_indices(len(bits), k=1)]
-    if len(pairs) == 0:
-        return [0.0] * 7
-    return [consecutive.mean(), consecutive.std(), consecutive.max(), consecutive.min(),
-            pairs.mean(), pairs.std(), pairs.max()]
-
-
-def hash_features(frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per-frame phash+dhash bits and video statistics (hash distances, motion, colour)."""
-    import cv2
-    import imagehash
-    from PIL import Image
-    bits = []
-    for frame in frames:
-        image = Image.fromarray(frame)
-        phash = imagehash.phash(image, hash_size=HASH_SIZE).hash.ravel()
-        dhash = imagehash.dhash(image, hash_size=HASH_SIZE).hash.ravel()
-        bits.append(np.concatenate([phash, dhash]))
-    bits = np.asarray(bits, dtype=np.uint8)
-    half = HASH_SIZE * HASH_SIZE
-    grey = np.stack([cv2.resize(cv2.cvtColor(f, cv2.COLOR_RGB2GRAY), (MOTION_SIZE, MOTION_SIZE),
-                                interpolation=cv2.INTER_AREA) for f in frames]).astype(np.float32)
-    differences = np.abs(np.diff(grey, axis=0)).reshape(len(grey) - 1, -1) \
-        if len(grey) > 1 else np.zeros((1, MOTION_SIZE * MOTION_SIZE), np.float32)
-    motion_per_step = differences.mean(axis=1)
-    # pixels that change a lot between frames: a moving animal, not global light drift
-    moving_fraction = (differences > 25).mean(axis=1)
-    median_frame = np.median(grey, axis=0)
-    deviation_from_median = np.abs(grey - median_frame).reshape(len(grey), -1)
-    hsv = cv2.cvtColor(frames.reshape(-1, frames.shape[2], 3), cv2.COLOR_RGB2HSV)
-    statistics = (
-        hamming_statistics(bits[:, :half]) + hamming_statistics(bits[:, half:])
-        + [motion_per_step.mean(), motion_per_step.std(), motion_per_step.max(),
-           moving_fraction.mean(), moving_fraction.max(),
-           deviation_from_median.mean(), deviation_from_median.max(axis=1).mean(),
-           (deviation_from_median > 25).mean(axis=1).max(),
-           grey.mean(), grey.std(), hsv[..., 1].mean(), hsv[..., 1].std(),
-           float(hsv[..., 1].mean() < 8)]  # near-zero saturation: an IR night clip
-    )
-    return bits, np.asarray(statistics, dtype=np.float32)
-
-
-_HASH_STATISTIC_NAMES = (
-    [f"phash_{n}" for n in ("consecutive_mean", "consecutive_std", "consecutive_max",
-                            "consecutive_min", "pairs_mean", "pairs_std", "pairs_max")]
-    + [f"dhash_{n}" for n in ("consecutive_mean", "consecutive_std", "consecutive_max",
-                              "consecutive_min", "pairs_mean", "pairs_std", "pairs_max")]
-    + ["motion_mean", "motion_std", "motion_max", "moving_fraction_mean", "moving_fraction_max",
-       "median_deviation_mean", "median_deviation_peak_mean", "median_deviation_area_max",
-       "brightness_mean", "brightness_std", "saturation_mean", "saturation_std", "is_grey"])
-
-
-# ----------------------------------------------------------------------------- audio
-
-def logmel_features(wav_path) -> tuple[np.ndarray, np.ndarray]:
-    """(AUDIO_STEPS, N_MELS) log-mel spectrogram and per-band mean/std/max statistics."""
-    import librosa
-    import soundfile
-    samples, sample_rate = soundfile.read(wav_path, dtype="float32", always_2d=False)
-    if samples.size < HOP_LENGTH:
-        raise ValueError("audio shorter than one spectrogram hop")
-    mel = librosa.feature.melspectrogram(y=samples, sr=sample_rate, n_fft=4 * HOP_LENGTH,
-                                         hop_length=HOP_LENGTH, n_mels=N_MELS)
-    log_mel = librosa.power_to_db(mel, ref=1.0, top_db=None).T.astype(np.float32)  # (time, mel)
-    log_mel = np.maximum(log_mel, -100.0)
-    statistics = np.concatenate([log_mel.mean(0), log_mel.std(0), log_mel.max(0),
-                                 [log_mel.mean(), log_mel.std(), log_mel.max()]])
-    steps = np.full((AUDIO_STEPS, N_MELS), -100.0, np.float32)
-    steps[:min(AUDIO_STEPS, len(log_mel))] = log_mel[:AUDIO_STEPS]
-    return steps, statistics.astype(np.float32)
 
 
 # ----------------------------------------------------------------------------- frames
@@ -255,8 +174,8 @@ def clip_aspect(filename: str) -> float:
 
 
 def load_frames(frames_path: str, frames_per_video: int,
-                resize: bool = True) -> tuple[np.ndarray | None, str | None]:
-    """r10's frames of one video at IMAGE_SIZE (as r10 made them with `resize` False: the
+                image_size: int | None) -> tuple[np.ndarray | None, str | None]:
+    """r10's frames of one video resized to image_size² (as r10 made them with None: the
     hashes, whose settings do not include the backbones' image size), or (None, why) —
     None, None without frames."""
     import cv2
@@ -269,210 +188,26 @@ def load_frames(frames_path: str, frames_per_video: int,
             or frames.dtype != np.uint8:
         return None, (f"frames file {frames_path} holds {frames.dtype} {frames.shape}, not "
                       f"({frames_per_video}, size, size, 3) uint8: rerun r10 --force")
-    if resize and frames.shape[1:3] != (IMAGE_SIZE, IMAGE_SIZE):
-        shrinking = frames.shape[1] > IMAGE_SIZE
-        frames = np.stack([cv2.resize(frame, (IMAGE_SIZE, IMAGE_SIZE),
+    if image_size and frames.shape[1:3] != (image_size, image_size):
+        shrinking = frames.shape[1] > image_size
+        frames = np.stack([cv2.resize(frame, (image_size, image_size),
                                       interpolation=cv2.INTER_AREA if shrinking
                                       else cv2.INTER_LINEAR) for frame in frames])
     return frames, None
 
 
-def record_is_current(record: dict, record_path: Path, video_identity: dict,
-                      plan_time: float) -> bool:
-    """r10's record describes the video as it is now (same content) and its frames file is
-    the one it wrote. A failure counts only when r10 wrote it during this run (whether it
-    still holds is r10's to decide). `video_identity` keeps the video's identity between
-    polls, so an unchanged video is a stat, not a read."""
-    if "source" not in record:
-        return False  # made before records named their source
-    known = record["source"]
-    identity = file_identity(video_path(record["filename"]), video_identity.get("last") or known)
-    video_identity["last"] = identity
-    if (identity or {}).get("digest") != (known or {}).get("digest"):
-        return False
-    if record.get("errors") or record.get("retry"):
-        return record_path.stat().st_mtime >= plan_time
-    if record.get("frames_path"):
-        try:
-            return (cache_dir() / record["frames_path"]).stat().st_size == \
-                record.get("frames_bytes")
-        except OSError:
-            return False
-    return True
-
-
-def wait_for_current_record(record_path: str, stopping: threading.Event) -> dict | None:
-    """--follow: waits until r10 has a current record of the video (one left by an earlier
-    run for other bytes, or whose frames are gone, is waited out until r10 has redone it),
-    or until r10 has finished this run ({} when it left no record). None once nobody needs
-    it any more."""
-    path = cache_dir() / record_path
-    plan_time = preprocess_plan_path().stat().st_mtime
-    done_path = preprocess_done_path()
-    deadline = time.monotonic() + FOLLOW_TIMEOUT_SECONDS
-    video_identity: dict = {}
-    while True:
-        record = read_json(path) if path.exists() else None
-        if record is not None and record_is_current(record, path, video_identity, plan_time):
-            return record
-        if done_path.exists() and done_path.stat().st_mtime >= plan_time:
-            return read_json(path) or {}  # r10 is done: its records are this run's
-        if stopping.is_set():
-            return None
-        if time.monotonic() > deadline:
-            raise SetupError(f"--follow: r10 recorded nothing current at {path} within "
-                             f"{FOLLOW_TIMEOUT_SECONDS:.0f} s; start r10 (or run without "
-                             f"--follow once r10 is done)")
-        time.sleep(0.1)
-
-
-def read_plan(timeout: float) -> pd.DataFrame:
-    """--follow: the videos r10 announced, as an index; r10's own index once it is done.
-
-    A plan is taken only when it lists the videos of the input tables as they are now
-    (one left by an earlier run for other videos is waited out until r10 rewrites it), and
-    r10's index only when it is newer than the plan. run_all removes the plan before it
-    starts r10 and its followers, so a follower never reads the previous run's plan.
-    """
-    index_path = cache_dir() / "preprocess_index.csv"
-    plan_path = preprocess_plan_path()
-    names = load_video_table()[0]["filename"].tolist()
-    deadline = time.monotonic() + timeout
-    while True:
-        if plan_path.exists():
-            plan = pd.read_csv(plan_path, dtype=str, keep_default_na=False)
-            if plan["filename"].tolist() == names:
-                if index_path.exists() and \
-                        index_path.stat().st_mtime >= plan_path.stat().st_mtime:
-                    return pd.read_csv(index_path, dtype=str, keep_default_na=False)
-                return plan
-        if time.monotonic() > deadline:
-            raise SetupError(f"--follow: no plan of the current videos at {plan_path} within "
-                             f"{timeout:.0f} s; start r10_preprocess_data.py first")
-        time.sleep(0.2)
-
-
-# ----------------------------------------------------------------------------- reuse
-
-class JoinedRows:
-    """Rows of the joined output of an earlier run with the same settings, by filename.
-
-    Lets a rerun with a changed video list (or after the shards were deleted) copy the
-    features of every video it already has instead of computing them again.
-    """
-
-    def __init__(self, extractor: str, hash_text: str, force: bool):
-        self.rows: dict[str, int] = {}
-        folder = features_dir(extractor)
-        paths = [folder / name for name in ("features.npy", "statistics.npy", "index.csv")]
-        if force or not all(path.exists() for path in paths) \
-                or (read_json(folder / "config.json") or {}).get("hash") != hash_text:
-            return
-        # only a finished join: its stamp is written last and names the sizes it wrote
-        sizes = (read_json(stamp_path(paths[0])) or {}).get("sizes") or {}
-        if any(sizes.get(path.name) != path.stat().st_size for path in paths):
-            return
-        try:
-            index = pd.read_csv(paths[2], dtype={"filename": str, "input_digest": str},
-                                keep_default_na=False)
-            # memory maps: a row read is the OS's cached page, so reuse keeps memory flat
-            self.features = np.load(paths[0], mmap_mode="r", allow_pickle=False)
-            self.statistics = np.load(paths[1], mmap_mode="r", allow_pickle=False)
-            usable = index[(index["missing"].astype(int) == 0) & index["input_digest"].ne("")]
-            rows = {name: (int(row), digest) for name, row, digest in
-                    zip(usable["filename"], usable["row"], usable["input_digest"])}
-        except (ValueError, OSError, KeyError) as error:
-            logger.warning("r12 %s: earlier output unreadable (%s); recomputing", extractor,
-                           short_error(error))
-            return
-        if len(index) == self.features.shape[0] == self.statistics.shape[0]:
-            self.rows = rows
-
-    def has(self, filename: str, input_digest: str) -> bool:
-        """The earlier run has this video's features, made from the same input (frames or
-        audio of the same content digest)."""
-        entry = self.rows.get(filename)
-        return entry is not None and bool(input_digest) and entry[1] == input_digest
-
-    def take(self, filename: str, input_digest: str):
-        """(steps, statistics) of a video the earlier run made from the same input, or None."""
-        if not self.has(filename, input_digest):
-            return None
-        row = self.rows[filename][0]
-        return self.features[row], self.statistics[row]
-
-
-# ----------------------------------------------------------------------------- shards
-
-class ShardBuilder:
-    """Collects the per-video results of one shard; `result()` once every video is in."""
-
-    def __init__(self, number: int, shard: pd.DataFrame, steps_shape: tuple, steps_dtype,
-                 statistics_length: int):
-        self.number = number
-        self.filenames = shard["filename"].to_numpy(str)
-        self.features = np.zeros((len(shard),) + tuple(steps_shape), steps_dtype)
-        self.statistics = np.zeros((len(shard), statistics_length), np.float32)
-        self.missing = np.ones(len(shard), bool)
-        self.input_digests = np.array(shard["input_digest"].tolist() if "input_digest" in
-                                      shard.columns else [""] * len(shard), dtype=object)
-        self.failures: list[dict] = []
-        self.remaining = len(shard)
-
-    def put(self, position: int, steps=None, statistics=None, failure: str | None = None,
-            input_digest: str | None = None):
-        if input_digest is not None:
-            self.input_digests[position] = input_digest
-        if steps is not None:
-            self.features[position] = steps
-            self.statistics[position] = statistics
-            self.missing[position] = False
-        if failure:
-            self.failures.append({"filename": self.filenames[position], "error": failure})
-        self.remaining -= 1
-
-    def result(self) -> dict:
-        return {"features": self.features, "statistics": self.statistics,
-                "missing": self.missing, "filenames": self.filenames,
-                "input_digests": self.input_digests.astype(str),
-                "failure_filenames": np.array([f["filename"] for f in self.failures], dtype=str),
-                "failure_errors": np.array([f["error"] for f in self.failures], dtype=str)}
-
-
-def shard_path(extractor: str, hash_text: str, shard_number: int) -> Path:
-    return features_dir(extractor) / hash_text / f"shard_{shard_number:05d}.npz"
-
-
-def existing_shard_failures(path: Path, shard: pd.DataFrame, force: bool) -> list[dict] | None:
-    """The failures of a valid shard file for exactly these videos; None if it must be made.
-
-    Reads only the small members of the .npz: a resumed run checks every shard.
-    """
-    if force or not path.exists() or "input_digest" not in shard.columns:
-        return None  # --follow knows the inputs only once r10 has recorded them
-    try:
-        with np.load(path, allow_pickle=False) as archive:
-            filenames = archive["filenames"].tolist()
-            input_digests = archive["input_digests"].tolist()
-            failures = [{"filename": f, "error": e} for f, e in
-                        zip(archive["failure_filenames"], archive["failure_errors"])]
-    except (ValueError, OSError, EOFError, KeyError) as error:
-        logger.warning("%s is unreadable (%s): it is made again", path, short_error(error))
-        return None
-    same = filenames == shard["filename"].tolist() and \
-        input_digests == shard["input_digest"].tolist()
-    return failures if same else None
-
-
 def extract_simple_shard(extractor: str, shard: pd.DataFrame, number: int,
-                         frames_per_video: int, joined: JoinedRows) -> dict:
-    """hashes or audio_logmel of one shard: cheap per video, so no pipeline."""
+                         frames_per_video: int, joined: JoinedRows, tunables: dict) -> dict:
+    """hashes or audio_logmel of one shard: cheap per video, so no pipeline. `tunables`:
+    this script's settings, given explicitly (a worker process has only its defaults)."""
+    hash_size, motion_size = tunables["HASH_SIZE"], tunables["MOTION_SIZE"]
+    n_mels, audio_steps = tunables["N_MELS"], tunables["AUDIO_STEPS"]
     if extractor == "hashes":
-        steps_shape, dtype = (frames_per_video, 2 * HASH_SIZE * HASH_SIZE), np.uint8
-        statistics_length = len(_HASH_STATISTIC_NAMES)
+        steps_shape, dtype = (frames_per_video, 2 * hash_size * hash_size), np.uint8
+        statistics_length = len(HASH_STATISTIC_NAMES)
     else:
-        steps_shape, dtype = (AUDIO_STEPS, N_MELS), np.dtype(FEATURE_DTYPE)
-        statistics_length = 3 * N_MELS + 3
+        steps_shape, dtype = (audio_steps, n_mels), np.dtype(tunables["FEATURE_DTYPE"])
+        statistics_length = 3 * n_mels + 3
     builder = ShardBuilder(number, shard, steps_shape, dtype, statistics_length)
     for position, record in enumerate(shard.itertuples()):
         reused = joined.take(record.filename, record.input_digest)
@@ -482,13 +217,14 @@ def extract_simple_shard(extractor: str, shard: pd.DataFrame, number: int,
         try:
             if extractor == "hashes":
                 frames, failure = load_frames(record.frames_path, frames_per_video,
-                                              resize=False)
+                                              image_size=None)
                 if frames is None:
                     builder.put(position, failure=failure, input_digest="" if failure else None)
                     continue
-                builder.put(position, *hash_features(frames))
+                builder.put(position, *hash_features(frames, hash_size, motion_size))
             elif record.audio_path:
-                builder.put(position, *logmel_features(cache_dir() / record.audio_path))
+                builder.put(position, *logmel_features(cache_dir() / record.audio_path, n_mels,
+                                                       tunables["HOP_LENGTH"], audio_steps))
             else:  # no audio stream: missing, and not a failure
                 builder.put(position)
         except Exception as error:  # noqa: BLE001 - a bad input is that video's failure
@@ -498,15 +234,16 @@ def extract_simple_shard(extractor: str, shard: pd.DataFrame, number: int,
 
 def run_simple_shard(extractor: str, hash_text: str, number: int, shard: pd.DataFrame,
                      frames_per_video: int, force: bool, settings: dict) -> list[dict]:
-    """One shard of hashes/audio_logmel, in this process or a worker process."""
-    globals().update(settings["tunables"])
+    """One shard of hashes/audio_logmel, in this process or a worker process; `settings`
+    holds the tunables and the data folder."""
     os.environ["TRAPSTACK_DATA"] = settings["data"]
     path = shard_path(extractor, hash_text, number)
     failures = existing_shard_failures(path, shard, force)
     if failures is not None:
         return failures
     joined = JoinedRows(extractor, hash_text, force)
-    result = extract_simple_shard(extractor, shard, number, frames_per_video, joined)
+    result = extract_simple_shard(extractor, shard, number, frames_per_video, joined,
+                                  settings["tunables"])
     write_arrays(result, path)
     return [{"filename": f, "error": e} for f, e in
             zip(result["failure_filenames"], result["failure_errors"])]
@@ -642,13 +379,13 @@ def extract_backbone_shards(extractor: str, hash_text: str, jobs: list[tuple[int
         """("reused", (steps, statistics)) or ("frames", frames) or (None, failure), and the
         input digest the row was made from."""
         if following:
-            record = wait_for_current_record(source, stopping)
+            record = wait_for_current_record(source, stopping, FOLLOW_TIMEOUT_SECONDS)
             if record is None:
                 return None, None, ""
             source, input_digest = record.get("frames_path", ""), record.get("frames_digest", "")
             if joined.has(filename, input_digest):
                 return "reused", joined.take(filename, input_digest), input_digest
-        frames, failure = load_frames(source, frames_per_video)
+        frames, failure = load_frames(source, frames_per_video, IMAGE_SIZE)
         if frames is not None and cropping:
             frames = motion_crop(frames, clip_aspect(filename), CROP_MARGIN, CROP_MIN_SIDE)
         # a row whose input could not be read is keyed on no input: it is made again once
@@ -696,99 +433,6 @@ def extract_backbone_shards(extractor: str, hash_text: str, jobs: list[tuple[int
     return failures
 
 
-# ----------------------------------------------------------------------------- join
-
-def shard_rows(extractor: str, hash_text: str, shard_count: int) -> pd.DataFrame:
-    """filename, input_digest and missing of every row of the shards, in order (the small
-    members only)."""
-    parts = []
-    for shard_number in range(shard_count):
-        path = shard_path(extractor, hash_text, shard_number)
-        try:
-            with np.load(path, allow_pickle=False) as archive:
-                parts.append(pd.DataFrame({
-                    "filename": archive["filenames"].astype(str),
-                    "input_digest": archive["input_digests"].astype(str),
-                    "missing": archive["missing"].astype(int)}))
-        except (ValueError, OSError, EOFError, KeyError) as error:
-            raise RuntimeError(f"shard {path} is unreadable ({short_error(error)}); rerun "
-                               f"r12") from None
-    return pd.concat(parts, ignore_index=True)
-
-
-def stage_inputs(hash_text: str, rows: pd.DataFrame) -> dict:
-    """What an extractor's output is made from: its settings and each row's input (the
-    content digest of the video's frames, or of its audio)."""
-    return {"config": hash_text,
-            "rows": digest_text(rows[["filename", "split", "input_digest"]].to_numpy().tolist())}
-
-
-def output_paths(extractor: str) -> list[Path]:
-    folder = features_dir(extractor)
-    return [folder / "features.npy", folder / "index.csv", folder / "config.json",
-            folder / "statistics.npy"]
-
-
-def consolidate(extractor: str, hash_text: str, index: pd.DataFrame, shard_count: int,
-                config: dict) -> pd.DataFrame:
-    """Joins the shards into one .npy per array, shard after shard into a memory map of
-    the output (`npy_writer`): the process holds one shard at a time however many videos
-    there are. Each row's content digest goes into index.csv: the models' stamps are made of
-    the digests of the rows they read."""
-    first = read_arrays(shard_path(extractor, hash_text, 0))
-    folder = features_dir(extractor)
-    features_path, statistics_path = folder / "features.npy", folder / "statistics.npy"
-    # the outputs are replaced one by one: until the new stamp, they are no one's to reuse
-    stamp_path(features_path).unlink(missing_ok=True)
-    missing, input_digests, digests = [], [], []
-    with npy_writer(features_path, first["features"].dtype,
-                    (len(index),) + first["features"].shape[1:]) as features, \
-            npy_writer(statistics_path, np.float32,
-                       (len(index), first["statistics"].shape[1])) as statistics:
-        for shard_number in range(shard_count):
-            part = first if shard_number == 0 else read_arrays(
-                shard_path(extractor, hash_text, shard_number))
-            if part is None:
-                raise RuntimeError(f"shard {shard_number} vanished while joining; rerun r12")
-            if len(missing) + len(part["missing"]) > len(index):
-                raise RuntimeError(f"the shards hold more videos than the index's "
-                                   f"{len(index)}; rerun r12 --force")
-            part_statistics = np.ascontiguousarray(part["statistics"], np.float32)
-            rows = slice(len(missing), len(missing) + len(part["missing"]))
-            features[rows] = part["features"]
-            statistics[rows] = part_statistics
-            missing.extend(part["missing"].astype(int).tolist())
-            input_digests.extend(part["input_digests"].astype(str).tolist())
-            digests.extend(array_digest(row_features) + array_digest(row_statistics)
-                           for row_features, row_statistics in zip(part["features"],
-                                                                    part_statistics))
-            del part
-        if len(missing) != len(index):
-            raise RuntimeError(f"the shards hold {len(missing)} videos, the index "
-                               f"{len(index)}; rerun r12 --force")
-    table = index[["filename", "split"]].copy()
-    table["row"] = np.arange(len(table))
-    table["missing"] = missing
-    table["input_digest"] = input_digests
-    table["digest"] = [digest[:16] for digest in digests]
-    write_csv(table, folder / "index.csv")
-    write_json({**config, "hash": hash_text,
-                "statistic_names": statistic_names(extractor, first["statistics"].shape[1] // 2)},
-               folder / "config.json")
-    return table
-
-
-def remove_shards(extractor: str, hash_text: str) -> None:
-    """After a join the shards are redundant: the joined rows are reused by the next run."""
-    folder = features_dir(extractor) / hash_text
-    for path in folder.glob("shard_*.npz"):
-        path.unlink(missing_ok=True)
-    try:
-        folder.rmdir()
-    except OSError:  # a concurrent job's temp file, or a kept shard: leave the folder
-        pass
-
-
 # ----------------------------------------------------------------------------- driver
 
 def _worker_context():
@@ -807,7 +451,7 @@ def with_input_digests(extractor: str, index: pd.DataFrame) -> pd.DataFrame:
 
 
 def run_extractor(extractor: str, index: pd.DataFrame, workers: int, force: bool,
-                  part: int = 0, parts: int = 1, tunables: dict | None = None) -> None:
+                  part: int = 0, parts: int = 1) -> None:
     frames_config = str(index["frames_config"].iloc[0]) if len(index) else "none"
     config = extractor_config(extractor, frames_config)
     hash_text = config_hash(config)
@@ -845,7 +489,10 @@ def run_extractor(extractor: str, index: pd.DataFrame, workers: int, force: bool
                                             [(number, shards[number]) for number in to_do],
                                             frames_per_video, workers, force, description)
     elif to_do:
-        settings = {"tunables": tunables or {}, "data": str(data_dir())}
+        tunables = {"HASH_SIZE": HASH_SIZE, "MOTION_SIZE": MOTION_SIZE, "N_MELS": N_MELS,
+                    "HOP_LENGTH": HOP_LENGTH, "AUDIO_STEPS": AUDIO_STEPS,
+                    "FEATURE_DTYPE": FEATURE_DTYPE}
+        settings = {"tunables": tunables, "data": str(data_dir())}
         arguments = [(extractor, hash_text, number, shards[number], frames_per_video, force,
                       settings) for number in to_do]
         if workers > 1:
@@ -877,7 +524,8 @@ def run_extractor(extractor: str, index: pd.DataFrame, workers: int, force: bool
             if not KEEP_SHARDS:
                 remove_shards(extractor, hash_text)
             return
-    consolidate(extractor, hash_text, index, len(shards), config)
+    consolidate(extractor, hash_text, index, len(shards), config,
+                lambda dimension: statistic_names(extractor, dimension))
     write_stage_failures(f"r12_{extractor}", failures)
     write_stamp(outputs, inputs)
     if not KEEP_SHARDS:
@@ -934,7 +582,7 @@ def main() -> None:
         index = pd.read_csv(index_path, dtype=str, keep_default_na=False)
     for extractor in extractors:
         try:
-            run_extractor(extractor, index, args.workers, args.force, part, parts, args.config)
+            run_extractor(extractor, index, args.workers, args.force, part, parts)
         except SetupError as error:
             raise SystemExit(f"r12 {extractor}: {error}") from None
 

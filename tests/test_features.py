@@ -360,7 +360,7 @@ def r12():
 
 def test_identical_frames_have_zero_distances_and_motion(r12):
     frame = np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)
-    bits, statistics = r12.hash_features(np.stack([frame] * 5))
+    bits, statistics = r12.hash_features(np.stack([frame] * 5), r12.HASH_SIZE, r12.MOTION_SIZE)
     named = dict(zip(r12.statistic_names("hashes", 0), statistics))
     assert bits.shape == (5, 2 * r12.HASH_SIZE ** 2) and bits.dtype == np.uint8
     for name in ("phash_consecutive_mean", "phash_pairs_max", "dhash_consecutive_max",
@@ -375,7 +375,8 @@ def test_motion_statistics_by_hand(r12):
     second = first.copy()
     first[:16, :16] = 255
     second[-16:, -16:] = 255
-    _, statistics = r12.hash_features(np.stack([first, second]))
+    _, statistics = r12.hash_features(np.stack([first, second]), r12.HASH_SIZE,
+                                        r12.MOTION_SIZE)
     named = dict(zip(r12.statistic_names("hashes", 0), statistics))
     assert named["moving_fraction_mean"] == pytest.approx(128 / 1024)
     assert named["motion_mean"] == pytest.approx(255 * 128 / 1024)
@@ -386,7 +387,8 @@ def test_motion_statistics_by_hand(r12):
 
 def test_alternating_black_and_white_frames(r12):
     black, white = np.zeros((32, 32, 3), np.uint8), np.full((32, 32, 3), 255, np.uint8)
-    _, statistics = r12.hash_features(np.stack([black, white, black, white]))
+    _, statistics = r12.hash_features(np.stack([black, white, black, white]),
+                                        r12.HASH_SIZE, r12.MOTION_SIZE)
     named = dict(zip(r12.statistic_names("hashes", 0), statistics))
     assert named["motion_mean"] == named["motion_max"] == 255
     assert named["moving_fraction_mean"] == 1
@@ -510,7 +512,7 @@ def test_a_rerun_reuses_joined_rows(preprocessed, r12, monkeypatch):
     folder = preprocessed / "features" / "hashes"
     before = np.load(folder / "statistics.npy")
 
-    def no_hashing(frames):
+    def no_hashing(frames, hash_size, motion_size):
         raise AssertionError("a joined row was computed again")
 
     monkeypatch.setattr(r12, "hash_features", no_hashing)
