@@ -55,7 +55,7 @@ class InputError(ValueError):
 STANDARD_OPTIONS = ("force", "model", "fold", "gpu", "workers", "data")
 
 
-def _tunables(namespace: dict) -> dict:
+def script_tunables(namespace: dict) -> dict:
     """UPPER_CASE values assigned at the top level of the script itself (not imported ones)."""
     import ast
     defined = None
@@ -107,7 +107,7 @@ def parse_config(namespace: dict, doc: str | None, argv: list[str] | None = None
     The tunables are replaced in `namespace` (the script's globals). Unknown keys and values
     of the wrong type stop the script with a message naming them.
     """
-    tunables = _tunables(namespace)
+    tunables = script_tunables(namespace)
     parser = argparse.ArgumentParser(
         description=doc, formatter_class=argparse.RawDescriptionHelpFormatter,
         allow_abbrev=False)

@@ -17,8 +17,9 @@ Cost    per 5 s demo clip and core: frames ~20 ms, probe + audio ~15 ms, all in-
 
     python r10_preprocess_data.py                 # demo data, all videos not yet done
     python r10_preprocess_data.py --workers 2 --frame_size 160 --force
-    python r10_preprocess_data.py --part 0/4       # every 4th video from the first: one of 4
-                                                   # parallel jobs; a plain run then writes the index
+    python r10_preprocess_data.py --part 0/4       # every 4th video from the first: one of
+                                                   # 4 parallel jobs; a plain run then writes
+                                                   # the index
 
 Videos are processed in `--workers` worker processes (at least one, even for --workers 1):
 the probe, the audio and the frames are read by PyAV (libavformat, libavcodec, swscale;
@@ -78,48 +79,52 @@ TIMEOUT_SECONDS = 120.0        # per probe, audio and frame decode of a video: t
 FRAME_DECODER = "pyav-swscale-area-3"
 
 
-def frames_config() -> dict:
-    return {"frames_per_video": FRAMES_PER_VIDEO, "frame_size": FRAME_SIZE,
-            "decoder": FRAME_DECODER, "skip_unreferenced_frames": SKIP_UNREFERENCED_FRAMES}
+def frames_config(tunables: dict) -> dict:
+    return {"frames_per_video": tunables["FRAMES_PER_VIDEO"],
+            "frame_size": tunables["FRAME_SIZE"], "decoder": FRAME_DECODER,
+            "skip_unreferenced_frames": tunables["SKIP_UNREFERENCED_FRAMES"]}
 
 
-def audio_config() -> dict:
-    return {"sample_rate": AUDIO_SAMPLE_RATE, "max_seconds": MAX_AUDIO_SECONDS,
-            "extract_audio": EXTRACT_AUDIO}
+def audio_config(tunables: dict) -> dict:
+    return {"sample_rate": tunables["AUDIO_SAMPLE_RATE"],
+            "max_seconds": tunables["MAX_AUDIO_SECONDS"],
+            "extract_audio": tunables["EXTRACT_AUDIO"]}
 
 
-def output_paths(filename: str, source_digest: str = "") -> dict:
+def output_paths(filename: str, tunables: dict, source_digest: str = "") -> dict:
     """Where one video's record, probe, frames and audio go. The frames and the wav are
     named by the video's content digest too, so a record never points at the frames of
     other bytes once stored under the same name (several record folders share them)."""
     stem = safe_cache_name(filename)
     record = cache_dir() / "preprocess" / config_hash(
-        {**frames_config(), **audio_config()}) / f"{stem}.json"
+        {**frames_config(tunables), **audio_config(tunables)}) / f"{stem}.json"
     content = f"{stem}-{source_digest[:12] or 'absent'}"
     return {
         "probe": probe_cache_path(filename),
-        "frames": cache_dir() / "frames" / config_hash(frames_config()) / f"{content}.npy",
-        "audio": cache_dir() / "audio" / config_hash(audio_config()) / f"{content}.wav",
+        "frames": cache_dir() / "frames" / config_hash(frames_config(tunables)) / f"{content}.npy",
+        "audio": cache_dir() / "audio" / config_hash(audio_config(tunables)) / f"{content}.wav",
         "record": record,
         # present while a worker is on this video: a worker that died leaves it behind
         "started": record.with_suffix(".started"),
     }
 
 
-def probe_and_extract_audio(filename: str, paths: dict) -> tuple[dict | None, list[str], str]:
+def probe_and_extract_audio(filename: str, paths: dict,
+                            tunables: dict) -> tuple[dict | None, list[str], str]:
     """(probe summary or None, errors, audio path relative to cache/ or "")."""
     path = video_path(filename)
     try:
-        probe = probe_video(path, TIMEOUT_SECONDS)
+        probe = probe_video(path, tunables["TIMEOUT_SECONDS"])
         summary = summarize_probe(probe)
         write_json({"summary": summary, "probe": probe}, paths["probe"])
     except VideoError as error:
         write_json({"error": short_error(error)}, paths["probe"])
         return None, [f"probe: {short_error(error)}"], ""
-    if not (EXTRACT_AUDIO and summary["has_audio"]):
+    if not (tunables["EXTRACT_AUDIO"] and summary["has_audio"]):
         return summary, [], ""
     try:
-        extract_audio(path, paths["audio"], AUDIO_SAMPLE_RATE, MAX_AUDIO_SECONDS, TIMEOUT_SECONDS)
+        extract_audio(path, paths["audio"], tunables["AUDIO_SAMPLE_RATE"],
+                      tunables["MAX_AUDIO_SECONDS"], tunables["TIMEOUT_SECONDS"])
         return summary, [], str(paths["audio"].relative_to(cache_dir()))
     except VideoError as error:
         return summary, [f"audio: {short_error(error)}"], ""
@@ -145,7 +150,8 @@ def outputs_intact(record: dict) -> bool:
     return True
 
 
-def current_record(filename: str, force: bool) -> tuple[dict | None, str, dict | None]:
+def current_record(filename: str, force: bool,
+                   tunables: dict) -> tuple[dict | None, str, dict | None]:
     """(the video's record if it is current, else None; why it is not; the video's identity
     when it was read, so that redoing the video does not hash it twice).
 
@@ -155,13 +161,13 @@ def current_record(filename: str, force: bool) -> tuple[dict | None, str, dict |
     """
     if force:
         return None, "--force", None
-    record_path = output_paths(filename)["record"]
+    record_path = output_paths(filename, tunables)["record"]
     record = read_json(record_path)
     if record is None or "source" not in record:
         return None, "new", None
     if record.get("retry"):
         return None, "it failed unexpectedly last time", None
-    if record["errors"] and record.get("timeout_seconds") != TIMEOUT_SECONDS:
+    if record["errors"] and record.get("timeout_seconds") != tunables["TIMEOUT_SECONDS"]:
         # whether it failed may depend on the time it was given
         return None, "its failure was under another timeout", None
     known = record["source"]
@@ -177,24 +183,27 @@ def current_record(filename: str, force: bool) -> tuple[dict | None, str, dict |
     return record, "", source
 
 
-def preprocess_video(filename: str, force: bool) -> dict:
+def preprocess_video(filename: str, force: bool, tunables: dict) -> dict:
     """Probe, frames and audio of one video; returns its record (also saved to disk)."""
-    record, _, source = current_record(filename, force)
+    record, _, source = current_record(filename, force, tunables)
     if record is not None:
         return record
     source = source or file_identity(video_path(filename))
-    paths = output_paths(filename, (source or {}).get("digest", ""))
+    paths = output_paths(filename, tunables, (source or {}).get("digest", ""))
     record = {"filename": filename, "source": source, "frames_path": "", "frames_decoded": 0,
-              "audio_path": "", "errors": [], "partial": "", "timeout_seconds": TIMEOUT_SECONDS}
-    summary, record["errors"], record["audio_path"] = probe_and_extract_audio(filename, paths)
+              "audio_path": "", "errors": [], "partial": "",
+              "timeout_seconds": tunables["TIMEOUT_SECONDS"]}
+    summary, record["errors"], record["audio_path"] = probe_and_extract_audio(filename, paths,
+                                                                              tunables)
     if record["audio_path"]:
         record["audio_bytes"] = paths["audio"].stat().st_size
         record["audio_digest"] = file_digest(paths["audio"])
     if summary is not None:  # a file the probe rejects gets no frames at all
         try:
-            sampled = decode_sampled_frames(video_path(filename), FRAMES_PER_VIDEO, FRAME_SIZE,
-                                            TIMEOUT_SECONDS, SEEK_ABOVE_SECONDS, DECODER_THREADS,
-                                            SKIP_UNREFERENCED_FRAMES)
+            sampled = decode_sampled_frames(
+                video_path(filename), tunables["FRAMES_PER_VIDEO"], tunables["FRAME_SIZE"],
+                tunables["TIMEOUT_SECONDS"], tunables["SEEK_ABOVE_SECONDS"],
+                tunables["DECODER_THREADS"], tunables["SKIP_UNREFERENCED_FRAMES"])
             write_array(sampled.frames, paths["frames"])
             record["frames_path"] = str(paths["frames"].relative_to(cache_dir()))
             record["frames_bytes"] = paths["frames"].stat().st_size
@@ -211,43 +220,43 @@ def preprocess_video(filename: str, force: bool) -> dict:
 def preprocess_safely(filename: str, force: bool, settings: dict) -> dict:
     """A bug or an OS error on one video becomes its failure row, never a lost run.
 
-    `settings` carries the parent's tunables and data folder: a worker process imports this
-    module afresh (and may have been forked before the parent's environment changed), so
-    command-line overrides reach it only this way.
+    `settings` carries the parent's tunables and data folder as values: a worker process
+    imports this module afresh (and may have been forked before the parent's environment
+    changed), so command-line overrides reach it only this way.
     """
-    globals().update(settings["tunables"])
+    tunables = settings["tunables"]
     os.environ["TRAPSTACK_DATA"] = settings["data"]
-    started = output_paths(filename)["started"]
+    started = output_paths(filename, tunables)["started"]
     started.parent.mkdir(parents=True, exist_ok=True)
     started.touch()  # before anything that may hang: the parent must know whom to suspect
     # PyAV's timeouts are checked between calls into libav; a call that never returns (a
     # stalled read, a decoder loop) is ended by the alarm's default action, which kills this
     # worker: the parent then treats the video as one that took its worker down
     signal.signal(signal.SIGALRM, signal.SIG_DFL)
-    signal.alarm(hang_seconds())
+    signal.alarm(hang_seconds(tunables))
     try:
-        record = preprocess_video(filename, force)
+        record = preprocess_video(filename, force, tunables)
     except Exception as error:  # noqa: BLE001 - one bad video must not sink the run
         # kept so that a follower (r12 --follow) sees it, and tried again on the next run
-        record = {**failed_record(filename, f"unexpected: {short_error(error)}"),
+        record = {**failed_record(filename, f"unexpected: {short_error(error)}", tunables),
                   "retry": True}
-        write_json(record, output_paths(filename)["record"])
+        write_json(record, output_paths(filename, tunables)["record"])
     finally:
         signal.alarm(0)
     started.unlink(missing_ok=True)
     return record
 
 
-def hang_seconds() -> int:
+def hang_seconds(tunables: dict) -> int:
     """A worker busy with one video for longer than its probe, audio and frame timeouts
     together is stuck inside libav."""
-    return int(3 * TIMEOUT_SECONDS) + 2
+    return int(3 * tunables["TIMEOUT_SECONDS"]) + 2
 
 
-def failed_record(filename: str, error: str) -> dict:
+def failed_record(filename: str, error: str, tunables: dict) -> dict:
     return {"filename": filename, "source": file_identity(video_path(filename)),
             "frames_path": "", "frames_decoded": 0, "audio_path": "", "errors": [error],
-            "partial": "", "timeout_seconds": TIMEOUT_SECONDS}
+            "partial": "", "timeout_seconds": tunables["TIMEOUT_SECONDS"]}
 
 
 def _worker_context():
@@ -264,7 +273,7 @@ def preprocess_in_workers(names: list[str], workers: int, force: bool, settings:
     reasons: dict[str, int] = {}
     # current videos are read here, so an up-to-date run starts no worker
     for name in names:
-        record, reason, _ = current_record(name, force)
+        record, reason, _ = current_record(name, force, settings["tunables"])
         if record is not None:
             records[name] = record
         else:
@@ -288,7 +297,8 @@ def preprocess_in_workers(names: list[str], workers: int, force: bool, settings:
                 except BrokenProcessPool:
                     pass
         pending = [name for name in pending if name not in records]
-        suspects = [name for name in pending if output_paths(name)["started"].exists()]
+        suspects = [name for name in pending
+                    if output_paths(name, settings["tunables"])["started"].exists()]
         if pending and not suspects:  # a worker died before it could say on which video
             suspects = list(pending)
         if pending:
@@ -308,30 +318,30 @@ def preprocess_alone(filename: str, force: bool, settings: dict) -> dict:
         try:
             return pool.submit(preprocess_safely, filename, force, settings).result()
         except BrokenProcessPool:
-            paths = output_paths(filename)
+            paths = output_paths(filename, settings["tunables"])
             paths["started"].unlink(missing_ok=True)
-            if time.monotonic() - started >= hang_seconds():
+            if time.monotonic() - started >= hang_seconds(settings["tunables"]):
                 error = f"decode: the decoder hung on this file (no result within " \
-                        f"{hang_seconds()} s)"
+                        f"{hang_seconds(settings['tunables'])} s)"
             else:
                 error = "decode: the decoder crashed on this file (its worker process died)"
             # kept like any other record: the same bytes are not tried again on every rerun
             # (other bytes, other settings, another TIMEOUT_SECONDS or --force try again)
-            record = failed_record(filename, error)
+            record = failed_record(filename, error, settings["tunables"])
             if not paths["probe"].exists():
                 write_json({"error": error}, paths["probe"])
             write_json(record, paths["record"])
             return record
 
 
-def write_plan(videos: pd.DataFrame) -> None:
+def write_plan(videos: pd.DataFrame, tunables: dict) -> None:
     """cache/preprocess_plan.csv: where each video's record will be, written before any
     work, so that `r12 --follow` can run the backbone on frames while this run makes them."""
     plan = pd.DataFrame({"filename": videos["filename"], "split": videos["split"]})
-    plan["record_path"] = [str(output_paths(name)["record"].relative_to(cache_dir()))
+    plan["record_path"] = [str(output_paths(name, tunables)["record"].relative_to(cache_dir()))
                            for name in plan["filename"]]
-    plan["frames_config"] = config_hash(frames_config())
-    plan["frames_per_video"] = FRAMES_PER_VIDEO
+    plan["frames_config"] = config_hash(frames_config(tunables))
+    plan["frames_per_video"] = tunables["FRAMES_PER_VIDEO"]
     # written on every run, even unchanged: its time marks this run's start for a follower
     # (r12 --follow takes r10's index only when it is newer than the plan), and the "done"
     # marker of the previous run goes
@@ -350,7 +360,7 @@ def main() -> None:
     videos, _ = load_video_table()
     names = videos["filename"].tolist()[part::parts]
     index_path = cache_dir() / "preprocess_index.csv"
-    write_plan(videos)
+    write_plan(videos, args.config)
     description = "r10 videos" if parts == 1 else f"r10 videos (part {part}/{parts})"
     settings = {"tunables": args.config, "data": str(data_dir())}
     records = preprocess_in_workers(names, max(1, args.workers), args.force, settings,
@@ -372,7 +382,7 @@ def main() -> None:
         "errors": ["; ".join(r["errors"]) for r in records],
         "partial": [r.get("partial", "") for r in records],
     })
-    index["frames_config"] = config_hash(frames_config())
+    index["frames_config"] = config_hash(frames_config(args.config))
     failures = [{"filename": r["filename"], "error": error}
                 for r in records for error in r["errors"]] + \
         [{"filename": r["filename"], "error": f"partial: {r['partial']}"}
@@ -380,7 +390,7 @@ def main() -> None:
     # the settings the frames and wav were made with: r80 exports them with a stack, so new
     # clips are prepared the same way
     write_text_if_changed(json.dumps({"settings": args.config,
-                                      "frames_config": config_hash(frames_config())},
+                                      "frames_config": config_hash(frames_config(args.config))},
                                      indent=2, sort_keys=True),
                           cache_dir() / "preprocess_settings.json")
     if index_path.exists() and not args.force:

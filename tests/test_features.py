@@ -25,6 +25,7 @@ if str(PROJECT_ROOT) not in sys.path:
     sys.path.insert(0, str(PROJECT_ROOT))
 
 import a01_video_io as video_io  # noqa: E402
+from a00_common import script_tunables  # noqa: E402
 
 pytestmark = pytest.mark.skipif(shutil.which("ffmpeg") is None or shutil.which("ffprobe") is None,
                                 reason="needs ffmpeg and ffprobe")
@@ -577,18 +578,17 @@ def preprocess_with_failing_worker(worker: str, names: list[str], tunables: dict
     failing_worker = importlib.import_module("failing_worker")
     monkeypatch.setattr(r10, "preprocess_safely", getattr(failing_worker, worker))
     monkeypatch.setenv("TRAPSTACK_DATA", str(preprocessed))
-    for key, value in tunables.items():
-        monkeypatch.setattr(r10, key, value)
-    records = r10.preprocess_in_workers(names, 2, False, {"tunables": tunables,
-                                                          "data": str(preprocessed)}, "test")
+    settings = {"tunables": {**script_tunables(vars(r10)), **tunables},
+                "data": str(preprocessed)}
+    records = r10.preprocess_in_workers(names, 2, False, settings, "test")
     assert [record["filename"] for record in records] == names
-    return r10, records
+    return r10, records, settings
 
 
 def test_a_decoder_crash_costs_one_failure_row_not_the_run(preprocessed, tmp_path,
                                                            monkeypatch):
     names = ["clip0.mp4", "broken.mp4", "clip1.mp4", "clip2.mp4", "clip3.mp4"]
-    r10, records = preprocess_with_failing_worker(
+    r10, records, settings = preprocess_with_failing_worker(
         "crash_on_clip2", names, {"FRAMES_PER_VIDEO": 4, "FRAME_SIZE": 24}, preprocessed,
         tmp_path, monkeypatch)
     crashed, broken = records[3], records[1]
@@ -598,23 +598,24 @@ def test_a_decoder_crash_costs_one_failure_row_not_the_run(preprocessed, tmp_pat
     assert broken["errors"][0].startswith("probe: ") and not broken["frames_path"]
     assert all(record["frames_path"] and not record["errors"]
                for position, record in enumerate(records) if position not in (1, 3))
-    assert not r10.output_paths("clip2.mp4")["started"].exists()
+    assert not r10.output_paths("clip2.mp4", settings["tunables"])["started"].exists()
 
 
 def test_a_hung_decoder_is_ended_and_costs_one_failure_row(preprocessed, tmp_path,
                                                           monkeypatch):
     names = ["clip0.mp4", "clip1.mp4", "clip2.mp4", "clip3.mp4"]
-    r10, records = preprocess_with_failing_worker(
+    r10, records, settings = preprocess_with_failing_worker(
         "hang_on_clip2", names, {"FRAMES_PER_VIDEO": 4, "FRAME_SIZE": 20,
                                  "TIMEOUT_SECONDS": 1.0}, preprocessed, tmp_path, monkeypatch)
     assert records[2]["errors"] == [f"decode: the decoder hung on this file (no result "
-                                    f"within {r10.hang_seconds()} s)"]
+                                    f"within {r10.hang_seconds(settings['tunables'])} s)"]
     assert all(record["frames_path"] and not record["errors"]
                for position, record in enumerate(records) if position != 2)
     # the same bytes are not tried again: a rerun takes the recorded failure at once
     started = time.monotonic()
-    again = r10.preprocess_in_workers(names, 2, False, {"tunables": {}, "data": ""}, "test")
-    assert again == records and time.monotonic() - started < r10.hang_seconds()
+    again = r10.preprocess_in_workers(names, 2, False, settings, "test")
+    assert again == records
+    assert time.monotonic() - started < r10.hang_seconds(settings["tunables"])
 
 
 def test_follow_runs_the_backbone_while_r10_decodes(tmp_path, r12, monkeypatch):
