@@ -29,6 +29,22 @@ STACKER_KINDS = ("lgbm", "xgb", "mlp")
 LEVEL1_LOGIT_CLIP = 1e-5
 
 
+# ----------------------------------------------------------------------------- tables on disk
+
+# the test-row table that goes with a table of train rows, by file suffix
+TEST_TABLE_SUFFIX = {"oof": "test", "train_by_fold": "test_by_fold"}
+
+
+def models_with_tables(folder: Path, suffix: str) -> list[str]:
+    """Sorted names of the models (or stackers) with both a `<name>_<suffix>.csv` table of
+    train rows in `folder` and its test-row table (`oof` goes with `test`, `train_by_fold`
+    with `test_by_fold`): the ones whose predictions a later stage can read."""
+    test_suffix = TEST_TABLE_SUFFIX[suffix]
+    ending = f"_{suffix}.csv"
+    return sorted(path.name[:-len(ending)] for path in Path(folder).glob(f"*{ending}")
+                  if (Path(folder) / f"{path.name[:-len(ending)]}_{test_suffix}.csv").exists())
+
+
 # ----------------------------------------------------------------------------- neighbours
 
 def neighbor_features(capture_seconds: np.ndarray, groups: np.ndarray, values: np.ndarray,

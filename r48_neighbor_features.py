@@ -36,24 +36,19 @@ from a00_common import (digest_text, level1_dir, load_folds, load_submission_for
                         load_train_labels, log_outcome, logger, metadata_dir, outdated_reason,
                         parse_config, predictions_dir, read_stamp, run_main, write_csv,
                         write_stamp)
-from a05_stacking import build_features
+from a05_stacking import build_features, models_with_tables
 
 NEIGHBOR_K = (1, 2, 5, 10)     # ±K neighbours averaged (K before and K after, self excluded)
 NEIGHBOR_MODELS = ("all",)     # level-1 models whose predictions are averaged; "all" = every one
 PER_MODEL = False              # also add features per model (more columns, more signal)
 
 
-def available_models() -> list[str]:
-    folder = level1_dir()
-    return sorted(p.name[:-len("_train_by_fold.csv")] for p in folder.glob("*_train_by_fold.csv")
-                  if (folder / p.name.replace("_train_by_fold", "_test_by_fold")).exists())
-
-
 def main() -> None:
     args = parse_config(globals(), __doc__)
     oof_path = predictions_dir() / "neighbors_oof.csv"
     test_path = predictions_dir() / "neighbors_test.csv"
-    models = available_models() if "all" in NEIGHBOR_MODELS else list(NEIGHBOR_MODELS)
+    models = models_with_tables(level1_dir(), "train_by_fold") if "all" in NEIGHBOR_MODELS \
+        else list(NEIGHBOR_MODELS)
     if not models:
         raise SystemExit("r48: no level-1 predictions by fold: run r31 and r40 first")
     labels, classes = load_train_labels()

@@ -47,7 +47,8 @@ from a00_common import (SEED, append_scores, atomic_path, config_hash, data_dir,
                         prior_probabilities, progress, read_stamp, run_main, set_seeds,
                         write_csv, write_json, write_stamp)
 from a05_stacking import (FeatureTable, Standardizer, apply_stacker_fold, build_feature_table,
-                          build_mlp, load_stacker_fold, site_counts, site_features)
+                          build_mlp, load_stacker_fold, models_with_tables, site_counts,
+                          site_features)
 
 STACKERS = ("lgbm", "xgb", "mlp")   # a plain run fits these
 STACKER_SEED = SEED
@@ -122,9 +123,7 @@ def stacker_settings(base: str) -> dict:
 # ----------------------------------------------------------------------------- features
 
 def level1_models() -> list[str]:
-    folder = level1_dir()
-    found = sorted(p.name[:-len("_oof.csv")] for p in folder.glob("*_oof.csv")
-                   if (folder / p.name.replace("_oof.csv", "_test.csv")).exists())
+    found = models_with_tables(level1_dir(), "oof")
     if "all" in LEVEL1_MODELS:
         return found
     missing = [m for m in LEVEL1_MODELS if m not in found]

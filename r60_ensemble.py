@@ -43,7 +43,7 @@ from a00_common import (SEED, append_scores, check_prediction_table, data_dir,
                         outdated_reason, parse_config, prediction_frame, predictions_dir,
                         prior_probabilities, reports_dir, run_main, stamp_of,
                         submissions_dir, write_csv, write_json, write_stamp)
-from a05_stacking import blend
+from a05_stacking import blend, models_with_tables
 
 ENSEMBLE_LEVEL = "level2"      # which tables are blended: "level2" (stackers) or "level1"
 WEIGHTS_MODE = "auto"          # "global", "per_class", or "auto" (per class only if it wins
@@ -146,7 +146,7 @@ def adversarial_tables(train_names, test_names, classes) -> tuple:
     """The stackers' inputs (every level-1 model, the neighbour features when r48 ran) of
     train and test rows, judged by `a05_stacking.adversarial_validation`."""
     from a05_stacking import adversarial_validation, build_feature_table
-    models = model_tables(level1_dir())
+    models = models_with_tables(level1_dir(), "oof")
     use_neighbors = (predictions_dir() / "neighbors_oof.csv").exists() and \
         (predictions_dir() / "neighbors_test.csv").exists()
     train = build_feature_table("train", train_names, classes, models, use_neighbors)
@@ -177,11 +177,6 @@ def adversarial_tables(train_names, test_names, classes) -> tuple:
 def _excluded(name: str) -> bool:
     import fnmatch
     return any(fnmatch.fnmatch(name, pattern) for pattern in EXCLUDE_MODELS)
-
-
-def model_tables(folder) -> list[str]:
-    return sorted(p.name[:-len("_oof.csv")] for p in folder.glob("*_oof.csv")
-                  if (folder / p.name.replace("_oof.csv", "_test.csv")).exists())
 
 
 def read_predictions(folder, name, filenames, classes, suffix) -> np.ndarray:
@@ -221,7 +216,7 @@ def score_table(labels, test_labels, fold_of_row, classes, train_names, test_nam
                                                                  (len(test_labels), 1)))
              if test_labels is not None else np.nan}]
     for level, folder in (("level1", level1_dir()), ("level2", level2_dir())):
-        for name in model_tables(folder):
+        for name in models_with_tables(folder, "oof"):
             oof = read_predictions(folder, name, train_names, classes, "oof")
             test = read_predictions(folder, name, test_names, classes, "test")
             rows.append({"level": level, "model": name,
@@ -261,11 +256,11 @@ def main() -> None:
     labels = labels_table[classes].to_numpy(np.float64)
 
     folder = level2_dir() if ENSEMBLE_LEVEL == "level2" else level1_dir()
-    members = [name for name in model_tables(folder) if not _excluded(name)]
+    members = [name for name in models_with_tables(folder, "oof") if not _excluded(name)]
     if not members and ENSEMBLE_LEVEL == "level2":
         logger.warning("r60: no level-2 predictions (r50 did not run): blending level-1 models")
         folder = level1_dir()
-        members = [name for name in model_tables(folder) if not _excluded(name)]
+        members = [name for name in models_with_tables(folder, "oof") if not _excluded(name)]
     if not members:
         raise SystemExit("r60: no predictions to blend: run r31/r40 (and r50) first")
     # every table it reads (level 1 for the report's rows too), the labels, the folds, the
