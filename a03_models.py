@@ -395,10 +395,11 @@ def tta_views(spec: ModelSpec, array: np.ndarray, time_augmentation: int,
 
 # ----------------------------------------------------------------------------- prediction
 
-def predict_keras(spec, inputs: dict, fold_dir: Path, fold: int, n_classes: int,
-                  settings: dict, time_augmentation: int = 1,
-                  flip_augmentation: bool = False) -> np.ndarray:
-    """Fold model's probabilities, averaged over the test-time views (`tta_views`)."""
+def predict_keras_fold(spec, inputs: dict, fold_dir: Path, fold: int, n_classes: int,
+                       settings: dict, time_augmentation: int = 1,
+                       flip_augmentation: bool = False) -> np.ndarray:
+    """A level-1 Keras fold model's probabilities, averaged over the test-time views
+    (`tta_views`)."""
     import keras
     keras.backend.clear_session()
     name = main_input(spec)
@@ -420,7 +421,11 @@ def predict_keras(spec, inputs: dict, fold_dir: Path, fold: int, n_classes: int,
     return output
 
 
-def predict_lightgbm(inputs: dict, fold_dir: Path, fold: int, n_classes: int) -> np.ndarray:
+def predict_lightgbm_fold(inputs: dict, fold_dir: Path, fold: int,
+                          n_classes: int) -> np.ndarray:
+    """A level-1 LightGBM fold's probabilities: its booster per class, or the class prior
+    where the fold had no positives (the stackers' boosters are a05's
+    predict_lightgbm_stacker)."""
     import lightgbm
     models = json.loads((fold_dir / f"fold{fold}.lightgbm.json").read_text())
     features = inputs["tabular"]
@@ -437,10 +442,11 @@ def predict_lightgbm(inputs: dict, fold_dir: Path, fold: int, n_classes: int) ->
 
 def predict_fold(spec, inputs, fold_dir, fold, n_classes, settings, time_augmentation=1,
                  flip_augmentation=False) -> np.ndarray:
+    """Probabilities of one trained fold of a level-1 model, whichever its kind."""
     if spec.kind == "lightgbm":
-        return predict_lightgbm(inputs, fold_dir, fold, n_classes)
-    return predict_keras(spec, inputs, fold_dir, fold, n_classes, settings, time_augmentation,
-                         flip_augmentation)
+        return predict_lightgbm_fold(inputs, fold_dir, fold, n_classes)
+    return predict_keras_fold(spec, inputs, fold_dir, fold, n_classes, settings,
+                              time_augmentation, flip_augmentation)
 
 
 def fold_output(spec: ModelSpec, fold_dir: Path, fold: int) -> Path:
