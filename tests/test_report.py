@@ -26,6 +26,7 @@ if str(PROJECT_ROOT) not in sys.path:
 
 import a04_figures  # noqa: E402
 import a04_report  # noqa: E402
+import a04_report_data  # noqa: E402
 import r70_create_videos  # noqa: E402
 
 R70_SCRIPT = PROJECT_ROOT / "r70_create_videos.py"
@@ -378,7 +379,7 @@ def test_the_cameras_section_shows_each_camera_its_view_and_whether_it_was_named
     inputs.labels_table = pd.DataFrame({"filename": ["a.mp4", "b.mp4"], "blank": [1, 0],
                                         "duiker": [0, 1]})
     inputs.classes = ["blank", "duiker"]
-    html = a04_report.cameras_section(inputs)
+    html = a04_report_data.cameras_section(inputs)
     rows = re.findall(r"<tr>(.*?)</tr>", html)[1:]
     assert len(rows) == 2
     inferred, named = rows
