@@ -110,13 +110,15 @@ def test_a_large_group_is_clustered_in_samples_with_the_same_result(monkeypatch)
 
 @pytest.fixture(scope="module")
 def demo_without_site_table(tmp_path_factory):
-    """The demo data set, decoded, with its video_metadata.csv taken away."""
+    """A smaller demo data set (its six sites, day and night, a third of its clips, shorter),
+    decoded, with its video_metadata.csv taken away."""
     if shutil.which("ffmpeg") is None:
         pytest.skip("needs ffmpeg")
     root = tmp_path_factory.mktemp("no site table")
     made = subprocess.run([sys.executable, str(PROJECT_ROOT / "r00_make_demo_data.py"),
-                           "--out", str(root / "input")], capture_output=True, text=True,
-                          timeout=600)
+                           "--n_train", "70", "--n_test", "26", "--min_seconds", "2",
+                           "--max_seconds", "3", "--out", str(root / "input")],
+                          capture_output=True, text=True, timeout=600)
     assert made.returncode == 0, made.stderr[-2000:]
     (root / "input" / "video_metadata.csv").rename(root / "site_table.csv")
     result = run_script("r10_preprocess_data.py", root, "--workers", "2")
@@ -135,10 +137,14 @@ def test_without_a_site_table_the_inferred_cameras_are_the_demos_sites(demo_with
     assert cameras.adjusted_rand_index(truth["site"], metadata["camera"]) >= 0.9
     assert (metadata["camera_source"] == "inferred").all()
     # the night clips of each site sit in the camera of its day clips
+    sites_with_night_clips = 0
     for site, clips in truth.groupby("site"):
         day_camera = metadata.loc[clips.index[~clips["night"]], "camera"].mode()[0]
         night = metadata.loc[clips.index[clips["night"]], "camera"]
-        assert (night == day_camera).mean() >= 0.9, site
+        if len(night):
+            sites_with_night_clips += 1
+            assert (night == day_camera).mean() >= 0.9, site
+    assert sites_with_night_clips >= 3
     # visits follow the inferred cameras, and a visit never spans two folds
     folds = pd.read_csv(data / "metadata" / "folds.csv", keep_default_na=False)
     assert folds["sequence"].str.startswith("inferred-").all()
