@@ -148,13 +148,16 @@ def load_clips(filenames, clip_frames: int, clip_size: int) -> dict:
 
 
 def load_inputs(spec: "ModelSpec", filenames, settings: dict | None = None) -> dict:
-    """The arrays a model reads, keyed by its Keras input names (or "tabular")."""
-    settings = settings if settings is not None else resolved_settings(spec)
+    """The arrays a model reads, keyed by its Keras input names (or "tabular"). `settings`
+    (the model's resolved settings) are needed by models on raw frames, for the clip size."""
     inputs = {}
     for source in spec.inputs:
         if source == "tabular":
             inputs["tabular"] = load_tabular(filenames).to_numpy(np.float32)
         elif source == "frames":
+            if settings is None:
+                raise ValueError(f"{spec.name} reads clips of r10's frames: load_inputs needs "
+                                 f"its settings (clip_frames, clip_size)")
             inputs.update(load_clips(filenames, settings["clip_frames"], settings["clip_size"]))
         elif source.startswith("steps:"):
             extractor = source.split(":", 1)[1]
@@ -307,48 +310,43 @@ def get_spec(name: str) -> ModelSpec:
 
 # ----------------------------------------------------------------------------- settings
 
-KERAS_DEFAULTS = {
-    "epochs": 30, "batch_size": 32, "learning_rate": 1e-3, "weight_decay": 1e-2,
-    "warmup_epochs": 2, "patience": 6, "hidden_units": 128, "dropout": 0.3,
-    "conv_filters": 16,
-    "class_weighting": "none",
-    "pseudo_label_epochs": 0, "pseudo_label_max_uncertainty": 0.1,
-    "pseudo_label_learning_rate": 1e-4,
-}
+# The settings each kind of model trains with, by name. Their values are r21's (its block, a
+# LightGBM setting there as GBM_<NAME>), a model's own in its spec, or r21's command line.
+KERAS_SETTINGS = (
+    "epochs", "batch_size", "learning_rate", "weight_decay", "warmup_epochs", "patience",
+    "hidden_units", "dropout", "conv_filters", "class_weighting", "pseudo_label_epochs",
+    "pseudo_label_max_uncertainty", "pseudo_label_learning_rate",
+)
 # only for models on raw frames, so changing the clip size retrains nothing else
-CLIP_DEFAULTS = {"clip_frames": 8, "clip_size": 64}
-LIGHTGBM_DEFAULTS = {
-    "n_estimators": 400, "learning_rate": 0.05, "num_leaves": 15, "min_child_samples": 5,
-    "subsample": 0.8, "subsample_freq": 1, "colsample_bytree": 0.5, "reg_lambda": 1.0,
-    "early_stopping_rounds": 30, "class_weighting": "sqrt_inverse_frequency",
-    # 0 = one thread below LIGHTGBM_THREADED_ROWS training rows, where LightGBM's threading
-    # costs more than it saves (setting_experiments.csv: lightgbm_threads), else a00's
-    # default_threads() (run_all gives each parallel job its share of the cores)
-    "n_jobs": 0,
-}
+CLIP_SETTINGS = ("clip_frames", "clip_size")
+LIGHTGBM_SETTINGS = (
+    "n_estimators", "learning_rate", "num_leaves", "min_child_samples", "subsample",
+    "subsample_freq", "colsample_bytree", "reg_lambda", "early_stopping_rounds",
+    "class_weighting", "n_jobs",
+)
 CLASS_WEIGHTINGS = ("none", "sqrt_inverse_frequency")
 
 
-def default_settings(spec: ModelSpec) -> dict:
+def setting_names(spec: ModelSpec) -> tuple[str, ...]:
+    """The names of the settings this model trains with (and its config records)."""
     if spec.kind == "lightgbm":
-        return dict(LIGHTGBM_DEFAULTS)
-    defaults = dict(KERAS_DEFAULTS)
-    if "frames" in spec.inputs:
-        defaults.update(CLIP_DEFAULTS)
-    return defaults
+        return LIGHTGBM_SETTINGS
+    return KERAS_SETTINGS + (CLIP_SETTINGS if "frames" in spec.inputs else ())
 
 
-def resolved_settings(spec: ModelSpec, block: dict | None = None,
-                      explicit: dict | None = None) -> dict:
-    """Training settings of a model, later sources winning:
-
-    this room's defaults < `block` (r21's tunables block) < the spec's own settings <
-    `explicit` (values given on r21's command line). Keys a model does not use are ignored.
+def resolved_settings(spec: ModelSpec, values: dict, command_line: dict | None = None) -> dict:
+    """The settings a model trains with: its spec's own value where it sets one, else the one
+    in `values` (r21's block, by setting name), and one in `command_line` (given on r21's
+    command line) over both. Names the model does not train with are ignored; a name it
+    trains with that has no value is an error.
     """
-    defaults = default_settings(spec)
-    settings = dict(defaults)
-    for source in (block or {}, dict(spec.settings), explicit or {}):
-        settings.update({key: value for key, value in source.items() if key in defaults})
+    names = setting_names(spec)
+    settings = {}
+    for source in (values, dict(spec.settings), command_line or {}):
+        settings.update({key: value for key, value in source.items() if key in names})
+    absent = [name for name in names if name not in settings]
+    if absent:
+        raise ValueError(f"{spec.name}: no value for the setting(s) {', '.join(absent)}")
     if settings["class_weighting"] not in CLASS_WEIGHTINGS:
         raise ValueError(f"class_weighting {settings['class_weighting']!r} is not one of "
                          f"{', '.join(CLASS_WEIGHTINGS)}")

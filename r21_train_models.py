@@ -20,16 +20,19 @@ Cost    on 2 CPU cores and the demo set, 5 folds of training (2 jobs at a time):
     python r21_train_models.py --model attention_effnet_lite0 --pseudo_label_epochs 4
     python r21_train_models.py --list_jobs                      # the jobs, for run_all.py
 
-Settings, later winning: a03_models' defaults < this block < a model's own settings in its
-ModelSpec (e.g. cnn3d_micro's batch size) < options given on the command line. Each fold
-trains a Keras model on all its training rows for the fixed schedule (EPOCHS, cosine decay to
-the end; with EARLY_STOPPING_FRACTION > 0 it holds out that share of its training visits and
-keeps the best epoch on them instead); a LightGBM fold finds each class's rounds on
-GBM_EARLY_STOPPING_FRACTION of its training visits and refits on all its training rows. The
-fold's own validation rows steer nothing, so its OOF predictions are what unseen clips get.
-A fold job is skipped ("[up to date]") only when its model was trained from the same config: settings,
-the content digests of the train rows' inputs, their labels and the folds (test rows only
-with pseudo-labels); otherwise the log says what changed ("[redo] ... (changed: labels)"). Jobs of different
+A model trains with this block's values (a LightGBM setting is the GBM_ one: GBM_LEARNING_RATE
+is LightGBM's learning_rate), except where its ModelSpec in a03_models sets its own (e.g.
+cnn3d_micro's batch size), and a value given on the command line beats both.
+
+Each fold trains a Keras model on all its training rows for the fixed schedule (EPOCHS,
+cosine decay to the end; with EARLY_STOPPING_FRACTION > 0 it holds out that share of its
+training visits and keeps the best epoch on them instead); a LightGBM fold finds each class's
+rounds on GBM_EARLY_STOPPING_FRACTION of its training visits and refits on all its training
+rows. The fold's own validation rows steer nothing, so its OOF predictions are what unseen
+clips get. A fold job is skipped ("[up to date]") only when its model was trained from the
+same config: every setting it trained with, the seed and held-out share, the content digests
+of the train rows' inputs, their labels and the folds (test rows only with pseudo-labels);
+otherwise the log says what changed ("[redo] ... (changed: labels)"). Jobs of different
 models or folds may run at the same time: they write different files, and config.json, which
 every fold job of a model writes, has the same content in each (written atomically).
 Training is deterministic (seeded, TensorFlow op determinism), so a job gives the same weights
@@ -78,45 +81,52 @@ PSEUDO_LABEL_LEARNING_RATE = 1e-4    # constant rate of the extra epochs
 # --- 3D CNN on raw frames
 CLIP_FRAMES = 8                # frames of r10's cache used per clip (evenly spaced)
 CLIP_SIZE = 64                 # clip side in pixels (the competition's "micro" size)
-# --- LightGBM
-N_ESTIMATORS = 400             # upper bound; early stopping picks the number
+# --- LightGBM (GBM_<NAME> is LightGBM's <name>)
+GBM_N_ESTIMATORS = 400         # upper bound; early stopping picks the number
 # share of a fold's training visits held out to find each class's rounds; the boosters are
-# then refitted on every training row with that many (0 = N_ESTIMATORS rounds)
+# then refitted on every training row with that many (0 = GBM_N_ESTIMATORS rounds)
 GBM_EARLY_STOPPING_FRACTION = 0.2
+GBM_EARLY_STOPPING_ROUNDS = 30
 GBM_LEARNING_RATE = 0.05
-NUM_LEAVES = 15
+GBM_NUM_LEAVES = 15
+GBM_MIN_CHILD_SAMPLES = 5
+GBM_SUBSAMPLE = 0.8
+GBM_SUBSAMPLE_FREQ = 1
+GBM_COLSAMPLE_BYTREE = 0.5
+GBM_REG_LAMBDA = 1.0
 GBM_CLASS_WEIGHTING = "sqrt_inverse_frequency"   # none or sqrt_inverse_frequency
+# 0 = one thread below a03_training.LIGHTGBM_THREADED_ROWS training rows, where LightGBM's
+# threading costs more than it saves (setting_experiments.csv: lightgbm_threads), else a00's
+# default_threads() (run_all gives each parallel job its share of the cores)
+GBM_N_JOBS = 0
 
 
-def block_settings(values: dict) -> dict:
-    """This script's tunables (any subset of them) under a03_models' setting names, per kind."""
-    keras_names = {
-        "EPOCHS": "epochs", "BATCH_SIZE": "batch_size", "LEARNING_RATE": "learning_rate",
-        "WEIGHT_DECAY": "weight_decay", "WARMUP_EPOCHS": "warmup_epochs", "PATIENCE": "patience",
-        "HIDDEN_UNITS": "hidden_units", "DROPOUT": "dropout", "CONV_FILTERS": "conv_filters",
-        "CLASS_WEIGHTING": "class_weighting", "PSEUDO_LABEL_EPOCHS": "pseudo_label_epochs",
-        "PSEUDO_LABEL_MAX_UNCERTAINTY": "pseudo_label_max_uncertainty",
-        "PSEUDO_LABEL_LEARNING_RATE": "pseudo_label_learning_rate",
-        "CLIP_FRAMES": "clip_frames", "CLIP_SIZE": "clip_size"}
-    lightgbm_names = {
-        "N_ESTIMATORS": "n_estimators", "NUM_LEAVES": "num_leaves",
-        "GBM_LEARNING_RATE": "learning_rate", "GBM_CLASS_WEIGHTING": "class_weighting"}
-    return {kind: {names[key]: value for key, value in values.items() if key in names}
-            for kind, names in (("keras", keras_names), ("lightgbm", lightgbm_names))}
+def setting_values(values: dict, kind: str) -> dict:
+    """This block's values (all of them, or those given on the command line) under the
+    setting names of a model kind (a03_models.setting_names): a Keras model's `epochs` is
+    EPOCHS, a LightGBM model's `learning_rate` is GBM_LEARNING_RATE."""
+    if kind == "lightgbm":
+        return {key[len("GBM_"):].lower(): value for key, value in values.items()
+                if key.startswith("GBM_")}
+    return {key.lower(): value for key, value in values.items() if not key.startswith("GBM_")}
 
 
-def model_settings(spec, block: dict, explicit: dict) -> dict:
+def model_settings(spec, config: dict, command_line: dict) -> dict:
+    """The settings `spec` trains with, from `config` (this block, as parse_config returns
+    it) and `command_line` (the part of it given there); see the docstring."""
     from a03_models import resolved_settings
-    return resolved_settings(spec, block_settings(block)[spec.kind],
-                             block_settings(explicit)[spec.kind])
+    return resolved_settings(spec, setting_values(config, spec.kind),
+                             setting_values(command_line, spec.kind))
 
 
-def holdout_fraction(spec) -> float:
+def holdout_fraction(spec, config: dict) -> float:
     """The share of training visits this model's folds hold out for model selection."""
-    return GBM_EARLY_STOPPING_FRACTION if spec.kind == "lightgbm" else EARLY_STOPPING_FRACTION
+    return config["GBM_EARLY_STOPPING_FRACTION"] if spec.kind == "lightgbm" \
+        else config["EARLY_STOPPING_FRACTION"]
 
 
-def job_config(spec, settings: dict, labels_table, classes: list[str], folds) -> dict:
+def job_config(spec, settings: dict, seed: int, early_stopping_fraction: float, labels_table,
+               classes: list[str], folds) -> dict:
     """Everything that decides a model's weights; its hash names the trained state.
 
     Only the train rows enter it (their features' content digests, labels and folds), so
@@ -126,8 +136,8 @@ def job_config(spec, settings: dict, labels_table, classes: list[str], folds) ->
     from a03_models import input_digest
     names = labels_table["filename"].tolist()
     config = {"model": spec.name, "kind": spec.kind, "inputs": list(spec.inputs),
-              "head": spec.head, "settings": settings, "seed": TRAIN_SEED,
-              "early_stopping_fraction": holdout_fraction(spec),
+              "head": spec.head, "settings": settings, "seed": seed,
+              "early_stopping_fraction": early_stopping_fraction,
               "train_inputs": input_digest(spec, names),
               "labels": digest_text([names, labels_table[classes].to_numpy().tolist(),
                                      classes]),
@@ -147,16 +157,19 @@ def changed_parts(previous: dict | None, config: dict) -> str:
     return "changed: " + (", ".join(changed) if changed else "config")
 
 
-def train_model(name: str, only_fold: int | None, force: bool, block: dict,
-                explicit: dict) -> None:
+def train_model(name: str, only_fold: int | None, force: bool, config: dict,
+                command_line: dict) -> None:
+    """Trains the folds of a model that are not up to date; `config` is this block (as
+    parse_config returns it), `command_line` the part of it given on the command line."""
     from a03_models import fold_output, get_spec, load_inputs
     from a03_training import train_fold
     spec = get_spec(name)
     labels_table, classes = load_train_labels()
     folds = load_folds(labels_table["filename"])
-    config = job_config(spec, model_settings(spec, block, explicit), labels_table, classes,
-                        folds)
-    hash_text = config_hash(config)
+    seed, holdout = config["TRAIN_SEED"], holdout_fraction(spec, config)
+    job = job_config(spec, model_settings(spec, config, command_line), seed, holdout,
+                     labels_table, classes, folds)
+    hash_text = config_hash(job)
     folder = models_dir(name)
     all_folds = sorted(int(k) for k in folds["fold"].unique())
     if only_fold is not None and only_fold not in all_folds:
@@ -173,7 +186,7 @@ def train_model(name: str, only_fold: int | None, force: bool, block: dict,
             reason = "not trained yet"
         elif trained.get("config_hash") != hash_text:
             reason = changed_parts(previous if (previous or {}).get("config_hash") ==
-                                   trained.get("config_hash") else None, config)
+                                   trained.get("config_hash") else None, job)
         else:
             reason = None
         log_outcome(f"r21 {name} fold {fold}", reason)
@@ -183,9 +196,9 @@ def train_model(name: str, only_fold: int | None, force: bool, block: dict,
         return
     commit = git_commit()
     # identical in every fold job of this model, so concurrent jobs may all write it
-    write_json({**config, "config_hash": hash_text, "classes": classes, "commit": commit},
+    write_json({**job, "config_hash": hash_text, "classes": classes, "commit": commit},
                folder / "config.json")
-    settings = config["settings"]
+    settings = job["settings"]
     inputs = load_inputs(spec, labels_table["filename"], settings)
     test_filenames, test_inputs = [], None
     if spec.kind == "keras" and settings["pseudo_label_epochs"] > 0:
@@ -197,16 +210,15 @@ def train_model(name: str, only_fold: int | None, force: bool, block: dict,
     for fold in pending:
         train_rows = np.flatnonzero(folds["fold"].to_numpy() != fold)
         validation_rows = np.flatnonzero(folds["fold"].to_numpy() == fold)
-        if holdout_fraction(spec) > 0:
-            fit_local, stop_local = inner_split(visits[train_rows], holdout_fraction(spec),
-                                                TRAIN_SEED + fold)
+        if holdout > 0:
+            fit_local, stop_local = inner_split(visits[train_rows], holdout, seed + fold)
             fit_rows, stop_rows = train_rows[fit_local], train_rows[stop_local]
         else:   # a fixed schedule on every training row
             fit_rows, stop_rows = train_rows, train_rows[:0]
         prior = prior_probabilities(labels[train_rows])
         started = time.perf_counter()
         result = train_fold(spec, inputs, labels, fit_rows, stop_rows, folder, fold,
-                            TRAIN_SEED + fold, settings, prior, test_inputs)
+                            seed + fold, settings, prior, test_inputs)
         seconds = time.perf_counter() - started
         pseudo_labelled = [test_filenames[row] for row in result["pseudo_labelled_rows"]]
         write_csv(result["history"], folder / f"fold{fold}_history.csv")
@@ -229,16 +241,16 @@ def main() -> None:
     args = parse_config(globals(), __doc__, extra_options={
         "list_jobs": (False, "print the (model, fold) jobs a plain run would do (for "
                              "run_all.py) and exit")})
-    block = args.config
+    config = args.config
     # options given on the command line beat a model's own settings; the block does not
-    explicit = {key: value for key, value in block.items()
-                if getattr(args, f"tunable_{key}", None) is not None}
+    command_line = {key: value for key, value in config.items()
+                    if getattr(args, f"tunable_{key}", None) is not None}
     from a03_models import get_spec, required_extractors
-    names = [args.model] if args.model else list(MODELS)
+    names = [args.model] if args.model else list(config["MODELS"])
     try:
         specs = [get_spec(name) for name in names]  # unknown names stop before any training
         for spec in specs:
-            model_settings(spec, block, explicit)
+            model_settings(spec, config, command_line)
     except ValueError as error:
         raise SystemExit(f"r21: {error}") from None
     if args.list_jobs:
@@ -251,7 +263,7 @@ def main() -> None:
                     for spec in specs for fold in fold_numbers])
         return
     for name in names:
-        train_model(name, args.fold, args.force, block, explicit)
+        train_model(name, args.fold, args.force, config, command_line)
 
 
 if __name__ == "__main__":

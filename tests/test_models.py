@@ -133,9 +133,22 @@ def tiny_data(tmp_path, monkeypatch) -> Path:
     return folder
 
 
+def r21_block(**values) -> dict:
+    """r21's tunables block as its main() gets it (parse_config), these values replaced."""
+    import r21_train_models as r21
+    from a00_common import parse_config
+    return {**parse_config(dict(vars(r21)), None, []).config, **values}
+
+
+def block_values(spec) -> dict:
+    """r21's block under the setting names of this model's kind."""
+    import r21_train_models as r21
+    return r21.setting_values(r21_block(), spec.kind)
+
+
 def tiny_settings(spec) -> dict:
     tiny = TINY_LIGHTGBM if spec.kind == "lightgbm" else TINY_KERAS
-    return models.resolved_settings(spec, explicit=tiny)
+    return models.resolved_settings(spec, block_values(spec), tiny)
 
 
 def train_labels(folder: Path) -> tuple[list[str], np.ndarray]:
@@ -165,18 +178,47 @@ def test_registry_has_every_family_and_says_what_each_reads():
         models.get_spec("gru_nothing")
 
 
-def test_settings_precedence_defaults_block_spec_command_line():
+def test_settings_precedence_block_spec_command_line():
     spec = models.get_spec("cnn3d_micro")   # its spec sets batch_size 16
-    assert models.resolved_settings(spec)["batch_size"] == 16
-    assert models.resolved_settings(spec, block={"batch_size": 64})["batch_size"] == 16
-    assert models.resolved_settings(spec, block={"batch_size": 64},
-                                    explicit={"batch_size": 4})["batch_size"] == 4
-    assert models.resolved_settings(spec, block={"epochs": 7})["epochs"] == 7
+    block = block_values(spec)
+    assert block["batch_size"] == 32
+    assert models.resolved_settings(spec, block)["batch_size"] == 16
+    assert models.resolved_settings(spec, {**block, "batch_size": 64})["batch_size"] == 16
+    assert models.resolved_settings(spec, {**block, "batch_size": 64},
+                                    {"batch_size": 4})["batch_size"] == 4
+    assert models.resolved_settings(spec, {**block, "epochs": 7})["epochs"] == 7
     # keys a model does not use are ignored: the clip size is no setting of a sequence model
-    assert "clip_size" not in models.resolved_settings(models.get_spec("gru_effnet_lite0"),
-                                                       block={"clip_size": 96})
+    sequence_model = models.get_spec("gru_effnet_lite0")
+    assert "clip_size" not in models.resolved_settings(
+        sequence_model, {**block_values(sequence_model), "clip_size": 96})
     with pytest.raises(ValueError, match="class_weighting 'balanced' is not one of"):
-        models.resolved_settings(spec, explicit={"class_weighting": "balanced"})
+        models.resolved_settings(spec, block, {"class_weighting": "balanced"})
+    # a setting without a value is an error, never a silent default
+    with pytest.raises(ValueError, match="no value for the setting.*epochs"):
+        models.resolved_settings(spec, {key: value for key, value in block.items()
+                                        if key != "epochs"})
+
+
+def test_r21s_block_is_the_one_source_of_every_models_settings():
+    """Every registered model gets each setting it trains with from r21's block (a LightGBM
+    setting from GBM_<NAME>), and the command line is read the same way."""
+    import r21_train_models as r21
+    block = r21_block()
+    for spec in models.MODELS.values():
+        settings = r21.model_settings(spec, block, {})
+        assert set(settings) == set(models.setting_names(spec))
+    lightgbm = r21.model_settings(models.get_spec("lgbm_tabular"), block,
+                                  {"GBM_LEARNING_RATE": 0.1})
+    assert lightgbm["learning_rate"] == 0.1 and lightgbm["n_estimators"] == 400
+    keras_settings = r21.model_settings(models.get_spec("gru_effnet_lite0"), block, {})
+    assert keras_settings["learning_rate"] == 1e-3
+    assert keras_settings["class_weighting"] == "none"
+    assert lightgbm["class_weighting"] == "sqrt_inverse_frequency"
+    # the command line beats a model's own settings; the block does not
+    audio = models.get_spec("audio_cnn")
+    assert r21.model_settings(audio, {**block, "LEARNING_RATE": 5e-3}, {})["learning_rate"] \
+        == 2e-3
+    assert r21.model_settings(audio, block, {"LEARNING_RATE": 5e-3})["learning_rate"] == 5e-3
 
 
 # ----------------------------------------------------------------------------- every family
@@ -209,9 +251,9 @@ def test_every_model_family_trains_and_predicts_on_cpu(tiny_data, tmp_path, name
 
 def test_a_sequence_model_learns_a_clear_signal(tiny_data, tmp_path):
     spec = models.get_spec("attention_effnet_lite0")
-    settings = models.resolved_settings(spec, explicit={**TINY_KERAS, "epochs": 25,
-                                                        "patience": 25, "hidden_units": 16,
-                                                        "learning_rate": 3e-3})
+    settings = models.resolved_settings(spec, block_values(spec),
+                                        {**TINY_KERAS, "epochs": 25, "patience": 25,
+                                         "hidden_units": 16, "learning_rate": 3e-3})
     filenames, labels = train_labels(tiny_data)
     inputs = models.load_inputs(spec, filenames, settings)
     folds = np.arange(len(filenames)) % FOLDS
@@ -235,7 +277,8 @@ def test_a_video_without_input_is_predicted_from_its_flag_alone():
         keras.utils.set_random_seed(0)
         model = networks.build_keras_model(spec, {networks.main_input(spec): shape}, 3,
                                            np.array([0.2, 0.3, 0.4]),
-                                           models.resolved_settings(spec, explicit=TINY_KERAS))
+                                           models.resolved_settings(spec, block_values(spec),
+                                                                    TINY_KERAS))
         # conv heads start with a zero output kernel (exactly the prior): give it weights,
         # as training would, so the video input can show through
         output_layer = model.get_layer("probabilities")
@@ -431,16 +474,16 @@ def test_pseudo_labels_come_from_the_folds_own_first_round_model(tiny_data, tmp_
 
 
 @pytest.mark.parametrize("name", ["gru_effnet_lite0", "lgbm_tabular"])
-def test_a_folds_own_labels_never_steer_its_out_of_fold_predictions(tiny_data, name,
-                                                                    monkeypatch):
+def test_a_folds_own_labels_never_steer_its_out_of_fold_predictions(tiny_data, name):
     """Early stopping (epochs, rounds per class) reads held-out training visits, never the
     fold a model predicts: flipping every label of fold 0 leaves fold 0's predictions exactly
     as they were; flipping fold 1's labels (training rows of fold 0) moves them."""
     import r21_train_models as r21
-    monkeypatch.setattr(r21, "EARLY_STOPPING_FRACTION", 0.25)   # Keras: early stopping on
     spec = models.get_spec(name)
-    block = {"EPOCHS": 6, "PATIENCE": 1, "BATCH_SIZE": 8, "HIDDEN_UNITS": 8,
-             "WARMUP_EPOCHS": 1} if spec.kind == "keras" else {"N_ESTIMATORS": 30}
+    # Keras: early stopping on (LightGBM holds out GBM_EARLY_STOPPING_FRACTION anyway)
+    block = r21_block(EARLY_STOPPING_FRACTION=0.25, **(
+        {"EPOCHS": 6, "PATIENCE": 1, "BATCH_SIZE": 8, "HIDDEN_UNITS": 8, "WARMUP_EPOCHS": 1}
+        if spec.kind == "keras" else {"GBM_N_ESTIMATORS": 30}))
     filenames, _ = train_labels(tiny_data)
     folds = pd.read_csv(tiny_data / "metadata" / "folds.csv")["fold"].to_numpy()
     fold_rows = [name_ for name_, fold in zip(filenames, folds, strict=True) if fold == 0]
@@ -453,7 +496,7 @@ def test_a_folds_own_labels_never_steer_its_out_of_fold_predictions(tiny_data, n
             table.loc[folds == flipped_fold, CLASSES] = 1 - table.loc[folds == flipped_fold,
                                                                       CLASSES]
         table.to_csv(labels_path, index=False)
-        r21.train_model(name, 0, force=False, block=block, explicit={})
+        r21.train_model(name, 0, force=False, config=block, command_line={})
         settings = r21.model_settings(spec, block, {})
         inputs = models.load_inputs(spec, fold_rows, settings)
         return models.predict_fold(spec, inputs, tiny_data / "models" / name, 0, len(CLASSES),
@@ -469,9 +512,9 @@ def test_a_folds_own_labels_never_steer_its_out_of_fold_predictions(tiny_data, n
 def test_r21_pseudo_labels_only_test_videos_and_records_them(tiny_data):
     import r21_train_models as r21
     tiny_block = {key.upper(): value for key, value in TINY_KERAS.items()}
-    r21.train_model("attention_effnet_lite0", 0, force=True, block={
-        **tiny_block, "PSEUDO_LABEL_EPOCHS": 2, "PSEUDO_LABEL_MAX_UNCERTAINTY": 0.5},
-        explicit={})
+    r21.train_model("attention_effnet_lite0", 0, force=True, config=r21_block(
+        **tiny_block, PSEUDO_LABEL_EPOCHS=2, PSEUDO_LABEL_MAX_UNCERTAINTY=0.5),
+        command_line={})
     folder = tiny_data / "models" / "attention_effnet_lite0"
     fold_info = json.loads((folder / "fold0.json").read_text())
     pseudo_labelled = fold_info["pseudo_labelled_videos"]
@@ -488,7 +531,7 @@ def test_r21_pseudo_labels_only_test_videos_and_records_them(tiny_data):
 def test_r21_names_the_folds_when_asked_for_one_that_does_not_exist(tiny_data):
     import r21_train_models as r21
     with pytest.raises(SystemExit, match=r"--fold 9 is not in metadata/folds.csv \(folds: 0, 1\)"):
-        r21.train_model("lgbm_tabular", 9, force=False, block={}, explicit={})
+        r21.train_model("lgbm_tabular", 9, force=False, config=r21_block(), command_line={})
 
 
 def test_r21_imports_no_framework_and_pins_the_gpu_before_parsing(tiny_data):
