@@ -66,8 +66,8 @@ def read_video_metadata(filenames: pd.Series) -> pd.DataFrame:
     if "filename" not in table.columns:
         raise InputError(f"{path}: no 'filename' column")
     if table["filename"].duplicated().any():
-        raise InputError(f"{path}: filename {table['filename'][table['filename'].duplicated()].iloc[0]!r} "
-                         f"appears more than once")
+        repeated = table["filename"][table["filename"].duplicated()].iloc[0]
+        raise InputError(f"{path}: filename {repeated!r} appears more than once")
     table = table.rename(columns={"site": "camera"}) if "camera" not in table.columns else table
     keep = ["filename"] + [c for c in ("capture_time", "camera", "sequence") if c in table.columns]
     merged = result.merge(table[keep], on="filename", how="left")
@@ -227,7 +227,8 @@ def assign_sequences(table: pd.DataFrame) -> np.ndarray:
     return sequences
 
 
-def make_folds(train_labels: pd.DataFrame, classes: list[str], sequences: pd.Series) -> pd.DataFrame:
+def make_folds(train_labels: pd.DataFrame, classes: list[str],
+               sequences: pd.Series) -> pd.DataFrame:
     """Multi-label stratified folds over visits; every train video exactly once."""
     from iterstrat.ml_stratifiers import MultilabelStratifiedKFold
     table = train_labels[["filename"] + classes].copy()

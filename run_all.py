@@ -25,8 +25,9 @@ Jobs, in index order (same index = independent):
 Every job's script decides from stamps whether its work is current: a unit of work is
 skipped ("[up to date]") only when what it was made from is unchanged (rows, input contents,
 settings), so a rerun after a crash, a kill or a change of input/ redoes exactly what
-changed, and the job table's `outcome` column says which jobs redid work. A failed job stops the jobs that depend on it, with
-its log file named; independent jobs still finish; the exit code is 1 if anything failed.
+changed, and the job table's `outcome` column says which jobs redid work. A failed job stops
+the jobs that depend on it, with its log file named; independent jobs still finish; the exit
+code is 1 if anything failed.
 
 Scale-out. `--workers N` runs N job processes at once (r10 runs N decoder processes; the
 cheap r12 extractors are split into N parts; with Ray, r10 too).

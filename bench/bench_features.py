@@ -19,9 +19,10 @@ and reports medians:
   every frame  cv2.VideoCapture.read() of every frame, then sampling: in one process (the
                usual loop) and in --workers processes
 
-and the ratios chain, stage and pipelined / ((a) + (b)) (target ≤ 1.3) and every-frame / (a) (target ≥ 3), plus
-the bytes stored per video for every backbone. It works in a temporary copy of the input
-(videos hard-linked where possible); the data folder itself only gets the report.
+and the ratios chain, stage and pipelined / ((a) + (b)) (target ≤ 1.3) and every-frame /
+(a) (target ≥ 3), plus the bytes stored per video for every backbone. It works in a
+temporary copy of the input (videos hard-linked where possible); the data folder itself
+only gets the report.
 
 Writes  <data>/reports/bench_features.csv   one row per measurement and repeat, then the
                                             medians and ratios (appended run after run)

@@ -54,7 +54,7 @@ def run_chain(data: Path, until: str, workers: int) -> float:
 
 
 def main() -> None:
-    args = parse_config(globals(), __doc__)
+    parse_config(globals(), __doc__)
     source = Path(os.environ.get("TRAPSTACK_DATA", PROJECT_ROOT / "data" / "demo"))
     if not (source / "input" / "train_labels.csv").exists():
         raise SystemExit(f"bench_parallel: {source}/input has no data set: run `make demo` "

@@ -81,7 +81,8 @@ def test_videos_are_real_clips_with_the_planned_streams(tiny):
         if audio:
             assert (audio[0]["codec_name"], audio[0]["channels"]) == ("aac", 1)
             assert audio[0]["sample_rate"] == "16000"
-        assert probe["format"]["tags"]["creation_time"].startswith(metadata.loc[name, "capture_time"])
+        created = probe["format"]["tags"]["creation_time"]
+        assert created.startswith(metadata.loc[name, "capture_time"])
         audio_seen.append(bool(audio))
     assert any(audio_seen) and not all(audio_seen), "~10 % of clips have no audio stream"
     assert not list((tiny / "videos").glob(".tmp-*")), "no temp files left behind"

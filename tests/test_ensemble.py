@@ -235,9 +235,10 @@ def test_xgboost_keeps_its_own_number_of_rounds_per_class():
     assert base_only == pytest.approx(np.tile([0.5, 0.8], (len(labels), 1)), abs=1e-4)
     # the one-round-at-a-time scan picks the rounds a scan over whole models would pick
     total = int(full[0])
+    by_rounds = (stacking.predict_xgboost_stacker((model, np.full(2, k)), noise_and_x, rows)
+                 for k in range(total + 1))
     losses = [[common.mean_log_loss(labels[:, c:c + 1], predictions[:, c:c + 1]) for c in (0, 1)]
-              for predictions in (stacking.predict_xgboost_stacker((model, np.full(2, k)), noise_and_x, rows)
-                                  for k in range(total + 1))]
+              for predictions in by_rounds]
     scanned = r50.best_rounds_per_class(model.get_booster(), noise_and_x.matrix(),
                                         noise_and_x.base_logits, labels, patience=total + 1)
     assert scanned.tolist() == np.argmin(losses, axis=0).tolist()

@@ -256,7 +256,7 @@ def test_a_backbone_setting_changes_no_hash_row(reference, tmp_path):
             (reference / "features" / "hashes" / name).read_bytes(), name
 
 
-# ----------------------------------------------------------------------------- refusals and encodings
+# ------------------------------------------------------------------------ refusals and encodings
 
 def test_r60_refuses_a_submission_with_a_missing_row(reference, tmp_path):
     data = tmp_path / "stale"
