@@ -134,10 +134,10 @@ def tiny_data(tmp_path, monkeypatch) -> Path:
 
 
 def r21_block(**values) -> dict:
-    """r21's tunables block as its main() gets it (parse_config), these values replaced."""
+    """r21's tunables block as its main() gets it, these values replaced."""
     import r21_train_models as r21
-    from a00_common import parse_config
-    return {**parse_config(dict(vars(r21)), None, []).config, **values}
+    from a00_common import script_tunables
+    return {**script_tunables(vars(r21)), **values}
 
 
 def block_values(spec) -> dict:
