@@ -11,7 +11,7 @@ export PYTHONUNBUFFERED := 1
 # Quiet TensorFlow's C++ start-up banner; errors still show.
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: help demo run predict predict-demo test tools venv bench clean-demo
+.PHONY: help demo run predict predict-demo test test-fast lint tools venv bench clean-demo
 
 help:
 	@echo "make demo              install, build the demo data, run the whole chain, print scores"
@@ -23,7 +23,9 @@ help:
 	@echo "make predict-demo      after make demo: the demo's 80 test clips as a folder of new"
 	@echo "                       footage through r80; prints the largest difference to the"
 	@echo "                       demo's submission"
-	@echo "make test              run the test suite"
+	@echo "make test              lint, then the whole test suite (~10 min on 2 cores)"
+	@echo "make test-fast         the unit tests only (under a minute): no chain, no video"
+	@echo "make lint              ruff (pyproject.toml) and the house rules (.ci/house_rules.py)"
 	@echo "make bench             the speed benchmarks (bench/), on the demo data"
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt requirements-ray.txt
@@ -81,8 +83,15 @@ predict-demo: venv tools
 		print(f'{len(p)} clips; largest difference to submission.csv: ' \
 		      f'{abs(p[s.columns].to_numpy() - s.to_numpy()).max():.1e}')"
 
-test: venv tools
+lint: venv
+	$(PY) -m ruff check .
+	$(PY) .ci/house_rules.py
+
+test: venv tools lint
 	$(PY) -m pytest -q tests
+
+test-fast: venv
+	$(PY) -m pytest -q -m "not slow" tests
 
 bench: venv tools
 	@test -f $(DEMO)/input/train_labels.csv || $(PY) r00_make_demo_data.py

@@ -3,9 +3,9 @@
 Camera traps fire in bursts: the clips around a video usually show the same animal. For each
 video, its neighbours are the other videos of the same camera (all videos when no camera is
 known) ordered by trusted capture time (r11 leaves a clip without one when its only time is
-the file's modification time; such a clip has no neighbour features); the features are the mean level-1 prediction of the ±K
-nearest neighbours for several K, the previous and next video's prediction, and the time
-gaps to them.
+the file's modification time; such a clip has no neighbour features); the features are the
+mean level-1 prediction of the ±K nearest neighbours for several K, the previous and next
+video's prediction, and the time gaps to them.
 
 Reads   metadata/metadata.csv (capture_time, camera), metadata/folds.csv,
         predictions/level1/<model>_train_by_fold.csv and <model>_test_by_fold.csv (r31, r40)
