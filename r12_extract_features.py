@@ -31,7 +31,7 @@ Extractors: `hashes`, `audio_logmel`, and every backbone of a02_backbones (`effn
 `random_lite0`, `resnet50`, `inception_v3`, `vgg16`, `efficientnet_v2_b0`, `convnext_tiny`);
 a `_skip` suffix pools several depths (multi-depth features), e.g. `inception_v3_skip`; a
 `_crop` suffix feeds the backbone each frame's motion crop instead of the whole frame
-(a01_video_io.motion_crop: the region that departs from the clip's median background, with
+(a02_motion_crop.motion_crop: the region that departs from the clip's median background, with
 a margin, square in the clip's true pixels, letterboxed where nothing moves), e.g.
 `effnet_lite0_crop`.
 A video without frames (or without audio, for audio_logmel) gets zeros and `missing = 1`.
@@ -168,7 +168,7 @@ def statistic_names(extractor: str, dimension: int) -> list[str]:
 def clip_aspect(filename: str) -> float:
     """Width / height of a clip as shown, from r10's probe (1.0 when it has none): what a
     motion crop needs to cut squares of the clip's true pixels from r10's square frames."""
-    from a01_video_io import display_aspect
+    from a02_motion_crop import display_aspect
     probe = read_json(probe_cache_path(filename)) or {}
     return display_aspect(probe.get("summary") or {})
 
@@ -333,7 +333,7 @@ def extract_backbone_shards(extractor: str, hash_text: str, jobs: list[tuple[int
     after it. A video whose frames have the content digest of a row of the earlier output
     takes that row; the model is built only when some video needs it.
     """
-    from a01_video_io import motion_crop
+    from a02_motion_crop import motion_crop
     from a02_backbones import feature_dim
     name, depths = backbone_of(extractor)
     dimension = feature_dim(name, depths)

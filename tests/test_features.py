@@ -25,6 +25,7 @@ if str(PROJECT_ROOT) not in sys.path:
     sys.path.insert(0, str(PROJECT_ROOT))
 
 import a01_video_io as video_io  # noqa: E402
+import a02_motion_crop as motion_crop  # noqa: E402
 from a00_common import script_tunables  # noqa: E402
 
 pytestmark = pytest.mark.skipif(shutil.which("ffmpeg") is None or shutil.which("ffprobe") is None,
@@ -667,9 +668,9 @@ def test_a_motion_crop_follows_a_small_moving_animal():
     frames = _still_scene(8)
     for index in range(8):
         frames[index, 150:170, 20 + 10 * index:40 + 10 * index] = 230
-    boxes = video_io.motion_boxes(frames)
+    boxes = motion_crop.motion_boxes(frames)
     assert boxes[0] == (19, 149, 41, 171) and boxes[3] == (49, 149, 71, 171)
-    crops = video_io.motion_crop(frames, aspect=1.0)
+    crops = motion_crop.motion_crop(frames, aspect=1.0)
     assert crops.shape == frames.shape and crops.dtype == np.uint8
     bright = (crops.mean(axis=3) > 200).mean(axis=(1, 2))
     assert bright == pytest.approx(np.full(8, (20 / 56) ** 2), abs=0.02)
@@ -680,7 +681,7 @@ def test_where_nothing_moves_the_whole_frame_is_letterboxed_not_squashed():
     224 × 126 pixels of picture with 49 rows of mid-grey above and below."""
     frames = _still_scene(4)
     frames[:, :, :112] = 40      # left half darker: the picture's content
-    crops = video_io.motion_crop(frames, aspect=16 / 9)
+    crops = motion_crop.motion_crop(frames, aspect=16 / 9)
     rows = crops[0].mean(axis=(1, 2))
     assert (rows[:48] == 127).all() and (rows[-48:] == 127).all()
     assert (rows[50:-50] != 127).all()
@@ -689,10 +690,10 @@ def test_where_nothing_moves_the_whole_frame_is_letterboxed_not_squashed():
 
 
 def test_the_display_aspect_follows_rotation():
-    assert video_io.display_aspect({"width": 1920, "height": 1080}) == pytest.approx(16 / 9)
-    assert video_io.display_aspect({"width": 1920, "height": 1080, "rotation": 90}) == \
+    assert motion_crop.display_aspect({"width": 1920, "height": 1080}) == pytest.approx(16 / 9)
+    assert motion_crop.display_aspect({"width": 1920, "height": 1080, "rotation": 90}) == \
         pytest.approx(9 / 16)
-    assert video_io.display_aspect({}) == 1.0
+    assert motion_crop.display_aspect({}) == 1.0
 
 
 def test_every_setting_an_extractor_records_is_an_option_of_r12():
