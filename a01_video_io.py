@@ -2,13 +2,11 @@
 
 Everything is read in-process, with no subprocess per video, through PyAV (libavformat,
 libavcodec, libswscale): the probe, the audio and the frames, short clips in one pass and
-long videos by seeking. Starting Debian's ffprobe and ffmpeg binaries cost ~65 ms each per
-video (they link ~200 shared libraries), more than decoding a whole 5 s clip; in-process
-the probe and the audio take ~7 ms. Of the frames, libavcodec skips those that are neither
-sampled nor referred to by another frame (most B-frames: ~30 % of an x264 demo clip; with
-an intra-only codec such as MJPEG only the sampled packets reach the decoder, 16 frames
-instead of 436 in a 15 s clip, 6-9x faster), and only the sampled ones are scaled to RGB,
-by swscale straight from YUV. Every read is bounded: PyAV's I/O timeout, plus a deadline
+long videos by seeking. Starting an ffprobe or ffmpeg binary per video costs more than
+decoding a short clip (EXPERIMENTS.md, "Reading videos"). Of the frames, libavcodec skips
+those that are neither sampled nor referred to by another frame (most B-frames; with an
+intra-only codec such as MJPEG, every unsampled one), and only the sampled ones are scaled
+to RGB, by swscale straight from YUV. Every read is bounded: PyAV's I/O timeout, plus a deadline
 checked per packet. r10 runs all of it in worker processes, so a decoder that crashes on a
 hostile file costs one worker and becomes that video's failure row. Errors are raised as
 `VideoError` with one line fit for `cache/failures.csv`.

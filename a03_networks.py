@@ -104,9 +104,9 @@ def _spectrogram_head(steps, input_shape, settings: dict):
 def _clip_head(clip, settings: dict):
     """A small 3-D CNN: a strided spatial stem, then pool-then-convolve 3x3x3 blocks.
 
-    Pooling before each 3x3x3 convolution (not after) keeps an epoch of the demo under ~1 s
-    on 2 CPU cores (4x cheaper than convolving at 32 x 32); max pooling keeps the small,
-    bright evidence an animal leaves at 64 x 64.
+    Pooling before each 3x3x3 convolution (not after) makes the convolutions several times
+    cheaper than at full resolution; max pooling keeps the small, bright evidence an animal
+    leaves at 64 x 64.
     """
     from keras import layers
     filters = settings["conv_filters"]

@@ -144,15 +144,14 @@ class Chain:
     def split_preprocessing(self) -> bool:
         """r10 is split into parts only for Ray, where each part is a task on some node. On
         one machine a single r10 with --workers N runs the same N decoder processes without
-        N more parents and forkservers and a join job (~3 s of CPU on the demo)."""
+        N more parents and forkservers and a join job."""
         return self.options.ray is not None
 
     @property
     def split_backbones(self) -> bool:
-        """Backbone jobs are split into parts only for GPUs or a Ray cluster. On this
-        machine's CPUs one TensorFlow process already uses every core (r12 with 2 parts ran
-        1.09x faster than with 1, bench_parallel), and each part pays TensorFlow's start-up
-        (~8 s of CPU) again."""
+        """Backbone jobs are split into parts only for GPUs or a Ray cluster. On CPUs one
+        TensorFlow process already uses every core, so parts gain little (bench_parallel)
+        and each pays TensorFlow's start-up again."""
         return bool(self.options.gpus) or self.options.ray is not None
 
     def expand_features(self, parts: int):
