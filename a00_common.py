@@ -1,9 +1,10 @@
-"""Shared module of trapstack: paths, classes, seeds, the IO layer, the metric, config overrides.
+"""Shared module of trapstack: paths, classes, seeds, the metric, config overrides.
 
 Every numbered script imports this module and nothing else of the project's except the
 `a0N_*` helper modules. It is cheap to import: no tensorflow, lightgbm, xgboost or ray here.
 
-    from a00_common import *            # in scripts: paths, IO helpers, metric
+    from a00_common import data_dir, parse_config, ...   # paths, input tables, metric
+    from a00_io import write_csv, ...                    # the IO layer (atomic writes, stamps)
     args = parse_config(globals(), __doc__)   # applies --key value to the UPPER_CASE block
 """
 from __future__ import annotations
@@ -22,12 +23,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-# The IO layer (a00_io) under the names scripts have always imported from here.
-from a00_io import (array_digest, atomic_path, digest_text, file_digest,  # noqa: F401
-                    file_identity, log_outcome, optional_file_digest, outdated_reason,
-                    read_array, read_arrays, read_json, read_stamp, read_stamp_inputs,
-                    stamp_of, stamp_path, up_to_date, write_array, write_arrays, write_csv,
-                    write_json, write_stamp, write_text_if_changed)
+from a00_io import write_csv
 
 PROJECT_ROOT = Path(__file__).resolve().parent
 DEFAULT_DATA_DIR = PROJECT_ROOT / "data" / "demo"

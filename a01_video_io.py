@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from a00_common import atomic_path
+from a00_io import atomic_path
 
 
 class VideoError(RuntimeError):

@@ -21,7 +21,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from a00_common import cache_dir, digest_text, features_dir, metadata_dir, models_dir, read_json
+from a00_common import cache_dir, features_dir, metadata_dir, models_dir
+from a00_io import digest_text, read_json
 from a03_networks import LOGMEL_FLOOR_DB, SEQUENCE_HEADS, batches, build_keras_model, main_input
 
 

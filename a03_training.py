@@ -13,7 +13,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from a00_common import atomic_path, default_threads, set_seeds, write_json
+from a00_common import default_threads, set_seeds
+from a00_io import atomic_path, write_json
 from a03_models import CLASS_WEIGHTINGS
 from a03_networks import batches, build_keras_model, main_input
 

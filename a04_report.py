@@ -24,8 +24,9 @@ from string import Template
 import numpy as np
 import pandas as pd
 
-from a00_common import (atomic_path, data_dir, git_commit, level1_dir, level2_dir,
-                        load_train_labels, logger, metadata_dir, predictions_dir, reports_dir)
+from a00_common import (data_dir, git_commit, level1_dir, level2_dir, load_train_labels, logger,
+                        metadata_dir, predictions_dir, reports_dir)
+from a00_io import atomic_path
 from a04_figures import figure_style
 from a04_html import Html, escaped, fill, relative_path
 from a04_report_data import cameras_section, data_set_section, failures_section, settings_section

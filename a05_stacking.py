@@ -20,7 +20,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from a00_common import level1_dir, predictions_dir, read_json
+from a00_common import level1_dir, predictions_dir
+from a00_io import read_json
 from a03_networks import logit
 
 STACKER_KINDS = ("lgbm", "xgb", "mlp")

@@ -27,7 +27,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from a00_common import InputError, write_csv, write_json
+from a00_common import InputError
+from a00_io import write_csv, write_json
 
 CAMTRAP_DP_VERSION = "1.0.2"
 CAMTRAP_DP_BASE = f"https://raw.githubusercontent.com/tdwg/camtrap-dp/{CAMTRAP_DP_VERSION}"

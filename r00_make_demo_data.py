@@ -53,8 +53,8 @@ import soundfile
 
 import a00_common  # its PRIMATRIX_CLASSES is read through the module, so it is no tunable here
 import a08_demo_animals  # likewise its SPECIES table
-from a00_common import (PROJECT_ROOT, atomic_path, logger, parse_config, progress, read_json,
-                        run_main, set_seeds, tool_path, write_csv, write_json)
+from a00_common import PROJECT_ROOT, logger, parse_config, progress, run_main, set_seeds, tool_path
+from a00_io import atomic_path, read_json, write_csv, write_json
 from a08_demo_scenes import render_frames
 from a08_demo_sounds import make_audio
 

@@ -52,12 +52,12 @@ from concurrent.futures.process import BrokenProcessPool
 import numpy as np
 import pandas as pd
 
-from a00_common import (array_digest, cache_dir, config_hash, data_dir, file_digest,
-                        file_identity, load_video_table, log_outcome, logger, parse_config,
-                        parse_part, preprocess_done_path, preprocess_plan_path,
-                        probe_cache_path, progress, read_json, run_main, safe_cache_name,
-                        short_error, video_path, write_array, write_csv, write_json,
-                        write_stage_failures, write_text_if_changed)
+from a00_common import (cache_dir, config_hash, data_dir, load_video_table, logger, parse_config,
+                        parse_part, preprocess_done_path, preprocess_plan_path, probe_cache_path,
+                        progress, run_main, safe_cache_name, short_error, video_path,
+                        write_stage_failures)
+from a00_io import (array_digest, file_digest, file_identity, log_outcome, read_json, write_array,
+                    write_csv, write_json, write_text_if_changed)
 from a01_video_io import VideoError, decode_sampled_frames, extract_audio, probe_video, \
     summarize_probe
 

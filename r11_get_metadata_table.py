@@ -38,10 +38,10 @@ import os
 import numpy as np
 import pandas as pd
 
-from a00_common import (cache_dir, digest_text, file_digest, input_dir, InputError,
-                        load_train_labels, load_video_table, log_outcome, logger, metadata_dir,
-                        optional_file_digest, outdated_reason, parse_config, probe_cache_path,
-                        read_json, run_main, video_path, write_csv, write_stamp)
+from a00_common import (InputError, cache_dir, input_dir, load_train_labels, load_video_table,
+                        logger, metadata_dir, parse_config, probe_cache_path, run_main, video_path)
+from a00_io import (digest_text, file_digest, log_outcome, optional_file_digest, outdated_reason,
+                    read_json, write_csv, write_stamp)
 
 N_FOLDS = 5                    # cross-validation folds for every level
 FOLD_SEED = 42                 # seed of the stratified split

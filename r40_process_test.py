@@ -18,10 +18,10 @@ is warned. The fold models predict through a03_models.prediction_tables, as in r
 from __future__ import annotations
 
 import a03_models
-from a00_common import (digest_text, level1_dir, load_folds, load_submission_format,
-                        load_train_labels, log_outcome, logger, models_dir, outdated_reason,
-                        parse_config, read_json, run_main, write_csv,
-                        write_json, write_stamp)
+from a00_common import (level1_dir, load_folds, load_submission_format, load_train_labels, logger,
+                        models_dir, parse_config, run_main)
+from a00_io import (digest_text, log_outcome, outdated_reason, read_json, write_csv, write_json,
+                    write_stamp)
 from a03_models import (get_spec, input_digest, prediction_stamp, prediction_tables,
                         trained_config, trained_models)
 

@@ -32,10 +32,9 @@ from __future__ import annotations
 
 import pandas as pd
 
-from a00_common import (digest_text, level1_dir, load_folds, load_submission_format,
-                        load_train_labels, log_outcome, logger, metadata_dir, outdated_reason,
-                        parse_config, predictions_dir, read_stamp, run_main, write_csv,
-                        write_stamp)
+from a00_common import (level1_dir, load_folds, load_submission_format, load_train_labels, logger,
+                        metadata_dir, parse_config, predictions_dir, run_main)
+from a00_io import digest_text, log_outcome, outdated_reason, read_stamp, write_csv, write_stamp
 from a05_stacking import build_features, models_with_tables
 
 NEIGHBOR_K = (1, 2, 5, 10)     # ±K neighbours averaged (K before and K after, self excluded)

@@ -35,14 +35,13 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from a00_common import (SEED, append_scores, check_prediction_table, data_dir,
-                        default_threads, file_digest, fit_blend_weights, input_dir,
-                        level1_dir, level2_dir,
-                        load_folds, load_submission_format, load_train_labels, log_outcome,
-                        logger, mean_log_loss, metadata_dir, optional_file_digest,
-                        outdated_reason, parse_config, prediction_frame, predictions_dir,
-                        prior_probabilities, reports_dir, run_main, stamp_of,
-                        submissions_dir, write_csv, write_json, write_stamp)
+from a00_common import (SEED, append_scores, check_prediction_table, data_dir, default_threads,
+                        fit_blend_weights, input_dir, level1_dir, level2_dir, load_folds,
+                        load_submission_format, load_train_labels, logger, mean_log_loss,
+                        metadata_dir, parse_config, prediction_frame, predictions_dir,
+                        prior_probabilities, reports_dir, run_main, submissions_dir)
+from a00_io import (file_digest, log_outcome, optional_file_digest, outdated_reason, stamp_of,
+                    write_csv, write_json, write_stamp)
 from a05_stacking import blend, models_with_tables
 
 ENSEMBLE_LEVEL = "level2"      # which tables are blended: "level2" (stackers) or "level1"

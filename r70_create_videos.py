@@ -28,10 +28,11 @@ import ffmpy
 import numpy as np
 import pandas as pd
 
-from a00_common import (PROBABILITY_CLIP, SEED, atomic_path, InputError, load_submission_format,
+from a00_common import (InputError, PROBABILITY_CLIP, SEED, load_submission_format,
                         load_train_labels, logger, parse_config, predictions_dir, progress,
                         read_prediction_table, reports_dir, run_main, short_error, tool_path,
-                        up_to_date, video_path, write_stamp, file_identity)
+                        video_path)
+from a00_io import atomic_path, file_identity, up_to_date, write_stamp
 from a01_video_io import VideoError, probe_video, summarize_probe
 
 # --- which videos

@@ -56,10 +56,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from a00_common import (PROJECT_ROOT, InputError, atomic_path, data_dir, digest_text,
-                        file_digest, git_commit, logger, parse_config, prediction_frame,
-                        read_json, read_prediction_table, read_stamp, read_stamp_inputs,
-                        run_main, write_csv, write_json, write_text_if_changed)
+from a00_common import (InputError, PROJECT_ROOT, data_dir, git_commit, logger, parse_config,
+                        prediction_frame, read_prediction_table, run_main)
+from a00_io import (atomic_path, digest_text, file_digest, read_json, read_stamp, read_stamp_inputs,
+                    write_csv, write_json, write_text_if_changed)
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".asf", ".wmv", ".mov", ".mkv", ".m4v", ".mpg", ".mpeg",
                     ".webm", ".3gp", ".mts", ".flv")   # case-insensitive; others are ignored

@@ -51,7 +51,8 @@ import time
 from pathlib import Path
 
 from a00_common import (PROJECT_ROOT, data_dir, logger, parse_config, preprocess_done_path,
-                        preprocess_plan_path, run_main, write_csv)
+                        preprocess_plan_path, run_main)
+from a00_io import write_csv
 
 PARTS = 0                      # r10/r12 parts per stage; 0 = one per worker (or Ray CPU)
 POLL_SECONDS = 0.2             # how often finished jobs are collected

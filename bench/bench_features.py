@@ -50,8 +50,9 @@ if str(PROJECT_ROOT) not in sys.path:
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from a00_common import (data_dir, git_commit, input_dir, parse_config, read_array,  # noqa: E402
-                        reports_dir, tool_path, write_csv)
+from a00_common import (data_dir, git_commit, input_dir, parse_config,  # noqa: E402
+                        reports_dir, tool_path)
+from a00_io import read_array, write_csv  # noqa: E402
 from a01_video_io import decode_sampled_frames, sample_frame_indices  # noqa: E402
 
 LIMIT = 0                      # the first LIMIT videos of the data folder (0 = all)

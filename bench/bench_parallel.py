@@ -29,7 +29,8 @@ from pathlib import Path
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PROJECT_ROOT))
 
-from a00_common import logger, parse_config, write_csv  # noqa: E402
+from a00_common import logger, parse_config  # noqa: E402
+from a00_io import write_csv  # noqa: E402
 
 STAGES = ("r12", "r21")        # stages timed
 WORKERS_LIST = (1, 2)          # worker counts compared (the first is the baseline)

@@ -35,7 +35,8 @@ if str(PROJECT_ROOT) not in sys.path:
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from a00_common import data_dir, git_commit, input_dir, parse_config, write_csv  # noqa: E402
+from a00_common import data_dir, git_commit, input_dir, parse_config  # noqa: E402
+from a00_io import write_csv  # noqa: E402
 
 REPEATS = 3                    # r80 runs per size (and forward-pass measurements); medians
 CLIP_COUNTS = (20, 80)         # folder sizes: the slope between them is the cost per clip

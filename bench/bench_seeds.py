@@ -40,7 +40,8 @@ if str(PROJECT_ROOT) not in sys.path:
 
 import pandas as pd  # noqa: E402
 
-from a00_common import SEED, data_dir, git_commit, parse_config, write_csv  # noqa: E402
+from a00_common import SEED, data_dir, git_commit, parse_config  # noqa: E402
+from a00_io import write_csv  # noqa: E402
 
 SEEDS = (1, 2)                 # besides the folder's own (the default seeds)
 # "training": the folder's clips with other fold, training and stacker seeds; "data": other

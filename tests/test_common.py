@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 import a00_common as common
+import a00_io as io_layer
 from a00_common import InputError, mean_log_loss, parse_config, parse_part
 
 
@@ -103,7 +104,7 @@ def test_config_hash_is_stable_and_order_free():
 def test_atomic_write_leaves_nothing_when_the_writer_fails(tmp_path):
     target = tmp_path / "table.csv"
     with pytest.raises(RuntimeError):
-        with common.atomic_path(target) as temporary:
+        with io_layer.atomic_path(target) as temporary:
             temporary.write_text("half a tab")
             raise RuntimeError("killed mid-write")
     assert not target.exists()
@@ -112,10 +113,10 @@ def test_atomic_write_leaves_nothing_when_the_writer_fails(tmp_path):
 
 def test_unreadable_cache_is_deleted_so_it_is_recomputed(tmp_path):
     path = tmp_path / "frames.npy"
-    common.write_array(np.arange(10, dtype=np.uint8), path)
-    assert common.read_array(path).tolist() == list(range(10))
+    io_layer.write_array(np.arange(10, dtype=np.uint8), path)
+    assert io_layer.read_array(path).tolist() == list(range(10))
     path.write_bytes(path.read_bytes()[:20])  # a truncated file
-    assert common.read_array(path) is None
+    assert io_layer.read_array(path) is None
     assert not path.exists()
 
 
@@ -125,32 +126,32 @@ def test_an_output_is_current_only_for_the_inputs_it_was_made_from(tmp_path):
     output.write_text("made")
     second.write_text("made")
     # an output that exists but was never stamped is not proof of anything
-    assert common.outdated_reason([output, second], inputs, force=False) == "no stamp"
-    common.write_stamp([output, second], inputs)
-    assert common.up_to_date([output, second], inputs, force=False)
-    assert common.outdated_reason([output, second], inputs, force=True) == "--force"
+    assert io_layer.outdated_reason([output, second], inputs, force=False) == "no stamp"
+    io_layer.write_stamp([output, second], inputs)
+    assert io_layer.up_to_date([output, second], inputs, force=False)
+    assert io_layer.outdated_reason([output, second], inputs, force=True) == "--force"
     changed = {**inputs, "labels": "d2", "settings": {"folds": 3}}
-    assert common.outdated_reason([output, second], changed, force=False) == \
+    assert io_layer.outdated_reason([output, second], changed, force=False) == \
         "changed: labels, settings"
     second.write_text("made, then cut off")
-    assert common.outdated_reason([output, second], inputs, force=False) == \
+    assert io_layer.outdated_reason([output, second], inputs, force=False) == \
         "b.csv changed since it was made"
     second.unlink()
-    assert common.outdated_reason([output, second], inputs, force=False) == "missing b.csv"
-    assert common.read_stamp(output) == common.stamp_of(inputs)
+    assert io_layer.outdated_reason([output, second], inputs, force=False) == "missing b.csv"
+    assert io_layer.read_stamp(output) == io_layer.stamp_of(inputs)
 
 
 def test_file_identity_trusts_size_and_mtime_and_keys_on_content(tmp_path):
     path = tmp_path / "clip.mp4"
     path.write_bytes(b"first")
-    first = common.file_identity(path)
-    assert first["digest"] == common.file_digest(path) and first["size"] == 5
+    first = io_layer.file_identity(path)
+    assert first["digest"] == io_layer.file_digest(path) and first["size"] == 5
     os.utime(path, ns=(first["mtime_ns"] + 10**9, first["mtime_ns"] + 10**9))
-    touched = common.file_identity(path, first)
+    touched = io_layer.file_identity(path, first)
     assert touched["digest"] == first["digest"] and touched["mtime_ns"] != first["mtime_ns"]
     path.write_bytes(b"other")          # same size, other bytes
-    assert common.file_identity(path, touched)["digest"] != first["digest"]
-    assert common.file_identity(tmp_path / "absent.mp4") is None
+    assert io_layer.file_identity(path, touched)["digest"] != first["digest"]
+    assert io_layer.file_identity(tmp_path / "absent.mp4") is None
 
 
 # ----------------------------------------------------------------------------- input tables

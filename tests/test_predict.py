@@ -258,7 +258,7 @@ def test_the_camtrap_dp_package_validates_against_the_published_files(card_run):
 def test_a_stack_for_other_classes_is_refused_in_one_line(exported, tmp_path):
     """A stack trained on classes the species table does not name cannot be exported to
     Camtrap DP: r80 stops before any work and names them."""
-    from a00_common import file_digest
+    from a00_io import file_digest
     folder = tmp_path / "other classes"
     with tarfile.open(exported) as archive:
         archive.extractall(folder, filter="data")
