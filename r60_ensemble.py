@@ -143,8 +143,9 @@ def test_drawn_by_visit(train_names, test_names) -> bool:
 
 def adversarial_tables(train_names, test_names, classes) -> tuple:
     """The stackers' inputs (every level-1 model, the neighbour features when r48 ran) of
-    train and test rows, judged by `a05_stacking.adversarial_validation`."""
-    from a05_stacking import adversarial_validation, build_feature_table
+    train and test rows, judged by `a05_adversarial.adversarial_validation`."""
+    from a05_adversarial import adversarial_validation
+    from a05_stacking import build_feature_table
     models = models_with_tables(level1_dir(), "oof")
     use_neighbors = (predictions_dir() / "neighbors_oof.csv").exists() and \
         (predictions_dir() / "neighbors_test.csv").exists()

@@ -6,6 +6,7 @@ import pandas as pd
 import pytest
 
 import a00_common as common
+import a05_adversarial as adversarial
 import a05_stacking as stacking
 import r50_second_level as r50
 import r60_ensemble as r60
@@ -274,8 +275,8 @@ def test_site_features_by_hand_and_never_from_the_folds_they_leave_out():
 
 def test_auc_standard_error_matches_hanley_and_mcneil_by_hand():
     # A = 0.5, 10 and 10 rows: q1 = q2 = 1/3, variance = (1/4 + 9/12 + 9/12) / 100
-    assert stacking.auc_standard_error(0.5, 10, 10) == pytest.approx(np.sqrt(0.0175))
-    assert stacking.auc_standard_error(1.0, 10, 10) == pytest.approx(0.0)
+    assert adversarial.auc_standard_error(0.5, 10, 10) == pytest.approx(np.sqrt(0.0175))
+    assert adversarial.auc_standard_error(1.0, 10, 10) == pytest.approx(0.0)
 
 
 def test_adversarial_validation_finds_the_group_that_differs_for_test_rows():
@@ -290,7 +291,7 @@ def test_adversarial_validation_finds_the_group_that_differs_for_test_rows():
                              "l1:gru:blank": rng.normal(0, 1, count),
                              "site:bird": np.nan})
     visits = np.arange(300) // 3
-    groups, single = stacking.adversarial_validation(frame(300, 0.0), frame(150, 1.5), visits,
+    groups, single = adversarial.adversarial_validation(frame(300, 0.0), frame(150, 1.5), visits,
                                                      np.arange(150) // 3, by_visit=True,
                                                      seed=0)
     by_group = groups.set_index("group")
