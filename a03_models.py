@@ -490,7 +490,7 @@ def prediction_tables(spec, filenames, folder: Path, folds: list[int], classes: 
     """(by-fold table, fold-mean table) of a trained model on these videos: every fold model
     on every video, and their mean. r31 on the train rows (it keeps each row's own fold), r40
     on the test rows and r80 on new clips, so all three are made the same way."""
-    from a00_common import prediction_frame
+    from a00_metric import prediction_frame
     filenames = list(filenames)
     inputs = load_inputs(spec, filenames, settings) if filenames else None
     by_fold = []

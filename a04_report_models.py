@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from a00_common import (load_folds, logger, models_dir, per_class_log_loss, prior_probabilities,
-                        reports_dir)
+from a00_common import load_folds, logger, models_dir, reports_dir
+from a00_metric import per_class_log_loss, prior_probabilities
 from a04_figures import (GROUP_COLOURS, LEVEL_COLOURS, RELIABILITY_BINS, display_width,
                          importance_figure, model_comparison_figure, png_bytes,
                          reliability_figure, weights_heatmap)

@@ -46,7 +46,8 @@ import numpy as np
 
 from a00_common import (SEED, config_hash, git_commit, inner_split, load_folds,
                         load_submission_format, load_train_labels, logger, models_dir, parse_config,
-                        print_jobs, prior_probabilities, run_main)
+                        print_jobs, run_main)
+from a00_metric import prior_probabilities
 from a00_io import digest_text, log_outcome, read_json, write_csv, write_json
 
 # a plain run trains these (cnn3d_micro, trained on r10's frames, is in the registry but not

@@ -27,7 +27,8 @@ import numpy as np
 
 import a03_models
 from a00_common import (append_scores, level1_dir, load_folds, load_train_labels, logger,
-                        mean_log_loss, models_dir, parse_config, prediction_frame, run_main)
+                        models_dir, parse_config, run_main)
+from a00_metric import mean_log_loss, prediction_frame
 from a00_io import log_outcome, outdated_reason, write_csv, write_json, write_stamp
 from a03_models import (get_spec, prediction_stamp, prediction_tables, trained_config,
                         trained_models)

@@ -38,12 +38,11 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from a00_common import (SEED, append_scores, config_hash, data_dir, default_threads,
-                        fit_blend_weights, git_commit, inner_split, level1_dir, level2_dir,
-                        load_folds, load_submission_format, load_train_labels, logger,
-                        mean_log_loss, metadata_dir, models_dir, parse_config, prediction_frame,
-                        predictions_dir, print_jobs, prior_probabilities, progress, run_main,
-                        set_seeds)
+from a00_common import (SEED, append_scores, config_hash, data_dir, default_threads, git_commit,
+                        inner_split, level1_dir, level2_dir, load_folds, load_submission_format,
+                        load_train_labels, logger, metadata_dir, models_dir, parse_config,
+                        predictions_dir, print_jobs, progress, run_main, set_seeds)
+from a00_metric import fit_blend_weights, mean_log_loss, prediction_frame, prior_probabilities
 from a00_io import (atomic_path, digest_text, log_outcome, outdated_reason, read_stamp, write_csv,
                     write_json, write_stamp)
 from a05_stacking import (FeatureTable, Standardizer, apply_stacker_fold, build_feature_table,

@@ -35,11 +35,12 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from a00_common import (SEED, append_scores, check_prediction_table, data_dir, default_threads,
-                        fit_blend_weights, input_dir, level1_dir, level2_dir, load_folds,
-                        load_submission_format, load_train_labels, logger, mean_log_loss,
-                        metadata_dir, parse_config, prediction_frame, predictions_dir,
-                        prior_probabilities, reports_dir, run_main, submissions_dir)
+from a00_common import (SEED, append_scores, data_dir, default_threads, input_dir, level1_dir,
+                        level2_dir, load_folds, load_submission_format, load_train_labels, logger,
+                        metadata_dir, parse_config, predictions_dir, reports_dir, run_main,
+                        submissions_dir)
+from a00_metric import (check_prediction_table, fit_blend_weights, mean_log_loss, prediction_frame,
+                        prior_probabilities)
 from a00_io import (file_digest, log_outcome, optional_file_digest, outdated_reason, stamp_of,
                     write_csv, write_json, write_stamp)
 from a05_stacking import blend, models_with_tables

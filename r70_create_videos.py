@@ -28,10 +28,10 @@ import ffmpy
 import numpy as np
 import pandas as pd
 
-from a00_common import (InputError, PROBABILITY_CLIP, SEED, load_submission_format,
-                        load_train_labels, logger, parse_config, predictions_dir, progress,
-                        read_prediction_table, reports_dir, run_main, short_error, tool_path,
-                        video_path)
+from a00_common import (InputError, SEED, load_submission_format, load_train_labels, logger,
+                        parse_config, predictions_dir, progress, reports_dir, run_main, short_error,
+                        tool_path, video_path)
+from a00_metric import PROBABILITY_CLIP, read_prediction_table
 from a00_io import atomic_path, file_identity, up_to_date, write_stamp
 from a01_video_io import VideoError, probe_video, summarize_probe
 

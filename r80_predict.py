@@ -51,8 +51,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from a00_common import (InputError, PROJECT_ROOT, data_dir, logger, parse_config,
-                        prediction_frame, read_prediction_table, run_main)
+from a00_common import InputError, PROJECT_ROOT, data_dir, logger, parse_config, run_main
+from a00_metric import prediction_frame, read_prediction_table
 from a00_io import digest_text, read_json, write_csv, write_json, write_text_if_changed
 from a06_stack import StackError, check_stack, export_stack, open_stack
 

@@ -11,8 +11,10 @@ import pandas as pd
 import pytest
 
 import a00_common as common
+import a00_metric as metric
 import a00_io as io_layer
-from a00_common import InputError, mean_log_loss, parse_config, parse_part
+from a00_common import InputError, parse_config, parse_part
+from a00_metric import mean_log_loss
 
 
 # ----------------------------------------------------------------------------- metric
@@ -52,7 +54,7 @@ def test_log_loss_rejects_mismatched_shapes_and_empty_tables():
 
 def test_prior_is_smoothed_so_an_absent_class_is_never_zero():
     labels = np.array([[1, 0], [1, 0], [0, 0]])
-    assert common.prior_probabilities(labels) == pytest.approx([2.5 / 4, 0.5 / 4])
+    assert metric.prior_probabilities(labels) == pytest.approx([2.5 / 4, 0.5 / 4])
 
 
 # ----------------------------------------------------------------------------- config
@@ -197,8 +199,8 @@ def test_class_names_with_spaces_and_parentheses_survive(data_folder):
 
 def test_prediction_table_check_names_what_is_wrong():
     classes = ["bird", "blank"]
-    good = common.prediction_frame(["a", "b"], classes, [[0.1, 0.9], [0.5, 0.5]])
-    common.check_prediction_table(good, ["a", "b"], classes, "ok")
+    good = metric.prediction_frame(["a", "b"], classes, [[0.1, 0.9], [0.5, 0.5]])
+    metric.check_prediction_table(good, ["a", "b"], classes, "ok")
     cases = [
         (good.iloc[::-1], "rows differ"),
         (good[["filename", "blank", "bird"]], "columns"),
@@ -207,7 +209,7 @@ def test_prediction_table_check_names_what_is_wrong():
     ]
     for table, message in cases:
         with pytest.raises(ValueError, match=message):
-            common.check_prediction_table(table.reset_index(drop=True) if message != "rows differ"
+            metric.check_prediction_table(table.reset_index(drop=True) if message != "rows differ"
                                           else table, ["a", "b"], classes, "submission")
 
 

@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import a00_common as common
+import a00_metric as metric
 import a05_adversarial as adversarial
 import a05_stacking as stacking
 import r50_second_level as r50
@@ -23,7 +23,7 @@ def _two_models(rows_positive: int, rows_negative: int) -> tuple[np.ndarray, np.
 def test_weights_reach_the_known_optimum():
     # 3 positives, 1 negative: the best constant is 0.75, so w_A = (0.75 - 0.1) / 0.8
     predictions, labels = _two_models(3, 1)
-    weights = common.fit_blend_weights(predictions, labels)
+    weights = metric.fit_blend_weights(predictions, labels)
     assert weights == pytest.approx([0.8125, 0.1875], abs=1e-4)
     assert weights.sum() == pytest.approx(1.0) and (weights >= 0).all()
 
@@ -32,7 +32,7 @@ def test_a_useless_model_gets_no_weight():
     labels = np.array([[1.0], [0.0], [1.0], [0.0]])
     good = np.array([[0.9], [0.1], [0.8], [0.2]])
     useless = np.full((4, 1), 0.5)
-    weights = common.fit_blend_weights(np.stack([good, useless]), labels)
+    weights = metric.fit_blend_weights(np.stack([good, useless]), labels)
     assert weights == pytest.approx([1.0, 0.0], abs=1e-4)
 
 
@@ -197,9 +197,9 @@ def test_a_stacker_learns_what_the_blend_misses_from_a_tiny_table(stacker):
     fresh_table, fresh_labels = _tiny_stacker_table(seed=1)
     assert table.base_logits[:, 0] == pytest.approx(0.0)    # logit(0.5): the blend knows nothing
     predictions, model = _fit_and_predict(stacker, table, labels, fresh_table)
-    blend_loss = common.mean_log_loss(fresh_labels[:, :1], np.full((160, 1), 0.5))
+    blend_loss = metric.mean_log_loss(fresh_labels[:, :1], np.full((160, 1), 0.5))
     assert blend_loss == pytest.approx(np.log(2))
-    assert common.mean_log_loss(fresh_labels[:, :1], predictions[:, :1]) < 0.25 * blend_loss
+    assert metric.mean_log_loss(fresh_labels[:, :1], predictions[:, :1]) < 0.25 * blend_loss
     if stacker == "lgbm":   # class b is always 1: a constant, no booster
         assert model[1] == {"constant": 1.0, "columns": [0, 1]}
         assert predictions[:, 1] == pytest.approx(1.0)
@@ -214,9 +214,9 @@ def test_a_stacker_on_pure_noise_stays_close_to_the_blend(stacker):
         return stacking.FeatureTable(table.frame[["meta:noise"]], [None], table.level1), labels
     (table, labels), (fresh_table, fresh_labels) = noise_only(0), noise_only(1)
     predictions, _ = _fit_and_predict(stacker, table, labels, fresh_table)
-    blend_loss = common.mean_log_loss(fresh_labels[:, :1], np.full((160, 1), 0.5))
+    blend_loss = metric.mean_log_loss(fresh_labels[:, :1], np.full((160, 1), 0.5))
     # early stopping on the inner split keeps the correction small
-    assert common.mean_log_loss(fresh_labels[:, :1], predictions[:, :1]) < 1.05 * blend_loss
+    assert metric.mean_log_loss(fresh_labels[:, :1], predictions[:, :1]) < 1.05 * blend_loss
 
 
 def test_xgboost_keeps_its_own_number_of_rounds_per_class():
@@ -238,7 +238,7 @@ def test_xgboost_keeps_its_own_number_of_rounds_per_class():
     total = int(full[0])
     by_rounds = (stacking.predict_xgboost_stacker((model, np.full(2, k)), noise_and_x, rows)
                  for k in range(total + 1))
-    losses = [[common.mean_log_loss(labels[:, c:c + 1], predictions[:, c:c + 1]) for c in (0, 1)]
+    losses = [[metric.mean_log_loss(labels[:, c:c + 1], predictions[:, c:c + 1]) for c in (0, 1)]
               for predictions in by_rounds]
     scanned = r50.best_rounds_per_class(model.get_booster(), noise_and_x.matrix(),
                                         noise_and_x.base_logits, labels, patience=total + 1)

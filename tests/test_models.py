@@ -27,7 +27,7 @@ if str(PROJECT_ROOT) not in sys.path:
 import a03_models as models  # noqa: E402
 import a03_networks as networks  # noqa: E402
 import a03_training as training  # noqa: E402
-from a00_common import mean_log_loss, prior_probabilities  # noqa: E402
+from a00_metric import mean_log_loss, prior_probabilities  # noqa: E402
 
 CLASSES = ["blank", "chimpanzee", "duiker", "pangolin"]   # pangolin: no positive anywhere
 TRAIN_VIDEOS = 24
