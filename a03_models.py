@@ -469,6 +469,15 @@ def trained_models() -> list[str]:
     return sorted(p.parent.name for p in root.glob("*/config.json")) if root.is_dir() else []
 
 
+def models_to_predict(script: str, model: str | None) -> list[str]:
+    """`--model NAME`, else every trained model; none trained stops the script in one line."""
+    names = [model] if model else trained_models()
+    if not names:
+        raise SystemExit(f"{script}: no trained models under models/: run "
+                         f"r21_train_models.py first")
+    return names
+
+
 def trained_config(name: str, folds: list[int], stage: str, folder: Path | None = None) -> dict:
     """A trained model's config.json, after checking every fold was trained with it (in
     `folder`, default models/<name>)."""

@@ -30,8 +30,8 @@ from a00_common import (append_scores, level1_dir, load_folds, load_train_labels
                         models_dir, parse_config, run_main)
 from a00_metric import mean_log_loss, prediction_frame
 from a00_io import log_outcome, outdated_reason, write_csv, write_json, write_stamp
-from a03_models import (get_spec, prediction_stamp, prediction_tables, trained_config,
-                        trained_models)
+from a03_models import (get_spec, models_to_predict, prediction_stamp, prediction_tables,
+                        trained_config)
 
 TIME_AUGMENTATION = a03_models.TIME_AUGMENTATION   # temporal views averaged (1 = none)
 FLIP_AUGMENTATION = a03_models.FLIP_AUGMENTATION   # also mirrored clips (3D CNN)
@@ -79,10 +79,7 @@ def validate_model(name: str, force: bool, time_augmentation: int,
 
 def main() -> None:
     args = parse_config(globals(), __doc__)
-    names = [args.model] if args.model else trained_models()
-    if not names:
-        raise SystemExit("r31: no trained models under models/: run r21_train_models.py first")
-    for name in names:
+    for name in models_to_predict("r31", args.model):
         validate_model(name, args.force, args.config["TIME_AUGMENTATION"],
                        args.config["FLIP_AUGMENTATION"])
 

@@ -22,8 +22,8 @@ from a00_common import (level1_dir, load_folds, load_submission_format, load_tra
                         models_dir, parse_config, run_main)
 from a00_io import (digest_text, log_outcome, outdated_reason, read_json, write_csv, write_json,
                     write_stamp)
-from a03_models import (get_spec, input_digest, prediction_stamp, prediction_tables,
-                        trained_config, trained_models)
+from a03_models import (get_spec, input_digest, models_to_predict, prediction_stamp,
+                        prediction_tables, trained_config)
 
 TIME_AUGMENTATION = a03_models.TIME_AUGMENTATION   # temporal views averaged (1 = none)
 FLIP_AUGMENTATION = a03_models.FLIP_AUGMENTATION   # also mirrored clips (3D CNN)
@@ -44,7 +44,7 @@ def process_model(name: str, force: bool, time_augmentation: int,
     outputs = [output, level1_dir() / f"{name}_test_by_fold.csv", output.with_suffix(".json")]
     # the trained state, and the test rows with the content digests of their inputs
     made_from = {"predictions": stamp, "test_rows": digest_text(test_names),
-              "test_inputs": input_digest(spec, test_names) if test_names else ""}
+                 "test_inputs": input_digest(spec, test_names) if test_names else ""}
     reason = outdated_reason(outputs, made_from, force)
     log_outcome(f"r40 {name}", reason)
     if reason is None:
@@ -69,10 +69,7 @@ def process_model(name: str, force: bool, time_augmentation: int,
 
 def main() -> None:
     args = parse_config(globals(), __doc__)
-    names = [args.model] if args.model else trained_models()
-    if not names:
-        raise SystemExit("r40: no trained models under models/: run r21_train_models.py first")
-    for name in names:
+    for name in models_to_predict("r40", args.model):
         process_model(name, args.force, args.config["TIME_AUGMENTATION"],
                       args.config["FLIP_AUGMENTATION"])
 

@@ -65,19 +65,26 @@ def linked_copy(source: Path, destination: Path) -> None:
             shutil.copytree(source / name, destination / name, copy_function=os.link)
 
 
-def run_seed(source: Path, seed: int, workers: int, scratch: Path) -> pd.DataFrame:
-    folder = scratch / f"seed{seed}"
-    linked_copy(source, folder)
+def run_chain(folder: Path, workers: int, passed: list[str], what: str) -> pd.DataFrame:
+    """run_all on `folder` with these --pass arguments and the variant's (PASS); its score
+    table, with the run's seed added by the caller."""
     command = [sys.executable, str(PROJECT_ROOT / "run_all.py"), "--data", str(folder),
-               "--workers", str(workers), "--pass", f"r11:--fold_seed {seed}",
-               "--pass", f"r21:--train_seed {seed}", "--pass", f"r50:--stacker_seed {seed}"]
-    for extra in filter(None, (part.strip() for part in PASS.split(";"))):
+               "--workers", str(workers)]
+    for extra in passed + [part.strip() for part in PASS.split(";") if part.strip()]:
         command += ["--pass", extra]
     result = subprocess.run(command, capture_output=True, text=True)
     if result.returncode != 0:
-        raise SystemExit(f"bench_seeds: the chain failed for seed {seed}: "
+        raise SystemExit(f"bench_seeds: the chain failed for {what}: "
                          f"{result.stderr.strip().splitlines()[-1:]}")
-    return pd.read_csv(folder / "reports" / "summary.csv").assign(seed=seed)
+    return pd.read_csv(folder / "reports" / "summary.csv")
+
+
+def run_seed(source: Path, seed: int, workers: int, scratch: Path) -> pd.DataFrame:
+    folder = scratch / f"seed{seed}"
+    linked_copy(source, folder)
+    passed = [f"r11:--fold_seed {seed}", f"r21:--train_seed {seed}",
+              f"r50:--stacker_seed {seed}"]
+    return run_chain(folder, workers, passed, f"seed {seed}").assign(seed=seed)
 
 
 def run_data_seed(seed: int, workers: int, scratch: Path) -> pd.DataFrame:
@@ -89,15 +96,7 @@ def run_data_seed(seed: int, workers: int, scratch: Path) -> pd.DataFrame:
     if made.returncode != 0:
         raise SystemExit(f"bench_seeds: r00 failed for seed {seed}: "
                          f"{made.stderr.strip().splitlines()[-1:]}")
-    command = [sys.executable, str(PROJECT_ROOT / "run_all.py"), "--data", str(folder),
-               "--workers", str(workers)]
-    for extra in filter(None, (part.strip() for part in PASS.split(";"))):
-        command += ["--pass", extra]
-    result = subprocess.run(command, capture_output=True, text=True)
-    if result.returncode != 0:
-        raise SystemExit(f"bench_seeds: the chain failed for data seed {seed}: "
-                         f"{result.stderr.strip().splitlines()[-1:]}")
-    return pd.read_csv(folder / "reports" / "summary.csv").assign(seed=seed)
+    return run_chain(folder, workers, [], f"data seed {seed}").assign(seed=seed)
 
 
 def spread(table: pd.DataFrame) -> pd.DataFrame:
