@@ -1,4 +1,4 @@
-"""Model zoo room: the first-level models by name, their inputs, and prediction.
+"""Model zoo module: the first-level models by name, their inputs, and prediction.
 
 A model is a `ModelSpec`: which inputs it reads (a frame-feature set, hash bits, the audio
 log-mel, the tabular table, or r10's cached frames as small clips) and how it is built — a
