@@ -423,7 +423,11 @@ def build_mlp(feature_count: int, class_count: int, settings: dict):
 
 
 class Standardizer:
-    """Median-imputes and standardises with training statistics; clips outliers (MLP input)."""
+    """Median-imputes and standardises with training statistics; clips outliers (MLP input).
+
+    Not sklearn's SimpleImputer + StandardScaler: a fitted sklearn object is saved only by
+    pickling, and a stack is loaded on other machines, where nothing is unpickled; these
+    three vectors go to JSON (`as_dict`) and come back exactly (`from_dict`)."""
 
     def __init__(self, features: np.ndarray):
         self.median = np.nan_to_num(np.nanmedian(features, axis=0))
