@@ -17,6 +17,19 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from tiny_chain import TINY_DATA, copy_input, run_all  # noqa: E402
 
+# The unit tier (`make test-fast`, `pytest -m "not slow"`) leaves out every test that runs the
+# tiny chain or a script, decodes or encodes videos, or trains a network: the modules below
+# as a whole, and elsewhere the tests that use one of these fixtures or are marked slow.
+SLOW_MODULES = {"test_chain", "test_rerun", "test_robustness", "test_predict", "test_scripts",
+                "test_backbones", "test_features"}
+SLOW_FIXTURES = {"tiny", "reference", "tiny_data", "demo_without_site_table"}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if item.module.__name__ in SLOW_MODULES or SLOW_FIXTURES & set(item.fixturenames):
+            item.add_marker(pytest.mark.slow)
+
 
 @pytest.fixture(scope="session")
 def tiny(tmp_path_factory) -> Path:
@@ -38,6 +51,6 @@ def tiny(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def reference(tiny, tmp_path_factory) -> Path:
     data = copy_input(tiny, tmp_path_factory.mktemp("sequential"))
-    result = run_all(data)
+    result = run_all(data, workers=1)
     assert result.returncode == 0, result.stderr[-3000:]
     return data

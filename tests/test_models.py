@@ -556,6 +556,7 @@ def test_r21_imports_no_framework_and_pins_the_gpu_before_parsing(tiny_data):
     assert "FRAMEWORKS []" in lines
 
 
+@pytest.mark.slow
 def test_two_folds_in_parallel_write_what_a_sequential_run_writes(tmp_path):
     sequential = write_tiny_data(tmp_path / "sequential")
     parallel = tmp_path / "parallel"

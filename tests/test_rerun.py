@@ -111,6 +111,8 @@ def redo_lines(log: str) -> list[str]:
 
 def test_test_clips_added_retrain_nothing_and_equal_a_run_from_scratch(reference, extra,
                                                                          tmp_path):
+    """The rerun and a whole chain from scratch on the changed folder, compared table by
+    table: the from-scratch run is the reference the rerun must equal (about a minute)."""
     rerun, scratch = rerun_and_from_scratch(
         reference, tmp_path, lambda data: add_clips(data, extra, "submission_format"))
     for data in (rerun, scratch):

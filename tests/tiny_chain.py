@@ -24,7 +24,12 @@ MODELS = ["gru_effnet_lite0", "lgbm_tabular"]
 STACKERS = ["lgbm", "xgb", "mlp"]
 
 
-def run_all(data: Path, *extra: str, timeout: float = 600) -> subprocess.CompletedProcess:
+def run_all(data: Path, *extra: str, timeout: float = 600,
+            workers: int = 2) -> subprocess.CompletedProcess:
+    """The tiny chain on `data`, `workers` jobs at a time (the reference runs one at a time,
+    so that every parallel run is checked against a sequential one)."""
+    if "--workers" not in extra:
+        extra = (*extra, "--workers", str(workers))
     result = subprocess.run([sys.executable, str(PROJECT_ROOT / "run_all.py"), "--data",
                              str(data), *CHAIN, *extra], capture_output=True, text=True,
                             timeout=timeout, cwd=data)
@@ -64,9 +69,14 @@ def prediction_tables(data: Path, by_fold: bool = False) -> dict[str, pd.DataFra
 
 
 def assert_same_predictions(first: Path, second: Path, tolerance: float = 1e-5,
-                            by_fold: bool = False) -> None:
-    """The same tables, rows and columns, with numbers equal to `tolerance`."""
+                            by_fold: bool = False, under: str = "") -> None:
+    """The same tables, rows and columns, with numbers equal to `tolerance` (only the
+    tables whose path starts with `under`, e.g. "predictions/level1", when given)."""
     left, right = prediction_tables(first, by_fold), prediction_tables(second, by_fold)
+    if under:
+        left = {name: table for name, table in left.items() if name.startswith(under)}
+        right = {name: table for name, table in right.items() if name.startswith(under)}
+        assert left, f"no table under {under}"
     assert sorted(left) == sorted(right)
     for name, table in left.items():
         other = right[name]
