@@ -20,7 +20,7 @@ from tiny_chain import TINY_DATA, copy_input, run_all  # noqa: E402
 # The unit tier (`make test-fast`, `pytest -m "not slow"`) leaves out every test that runs the
 # tiny chain or a script, decodes or encodes videos, or trains a network: the modules below
 # as a whole, and elsewhere the tests that use one of these fixtures or are marked slow.
-SLOW_MODULES = {"test_chain", "test_rerun", "test_robustness", "test_predict", "test_scripts",
+SLOW_MODULES = {"test_chain", "test_rerun", "test_robustness", "test_predict",
                 "test_backbones", "test_features"}
 SLOW_FIXTURES = {"tiny", "reference", "tiny_data", "demo_without_site_table"}
 

@@ -60,23 +60,23 @@ def stage_arguments(script: str) -> list[str]:
             for part in entry.split(":", 1)[1].split()]
 
 
-def prediction_tables(data: Path, by_fold: bool = False) -> dict[str, pd.DataFrame]:
-    """Every prediction table of a finished chain and the submission, by relative path."""
+def prediction_tables(data: Path, by_fold: bool = False,
+                      under: str = "") -> dict[str, pd.DataFrame]:
+    """Every prediction table of a finished chain and the submission, by relative path
+    (only those whose path starts with `under`, when given)."""
     paths = sorted((data / "predictions").rglob("*.csv")) + \
         [data / "submissions" / "submission.csv"]
     return {str(p.relative_to(data)): pd.read_csv(p) for p in paths
-            if by_fold or "by_fold" not in p.name}
+            if (by_fold or "by_fold" not in p.name) and str(p.relative_to(data)).startswith(under)}
 
 
 def assert_same_predictions(first: Path, second: Path, tolerance: float = 1e-5,
                             by_fold: bool = False, under: str = "") -> None:
     """The same tables, rows and columns, with numbers equal to `tolerance` (only the
     tables whose path starts with `under`, e.g. "predictions/level1", when given)."""
-    left, right = prediction_tables(first, by_fold), prediction_tables(second, by_fold)
-    if under:
-        left = {name: table for name, table in left.items() if name.startswith(under)}
-        right = {name: table for name, table in right.items() if name.startswith(under)}
-        assert left, f"no table under {under}"
+    left = prediction_tables(first, by_fold, under)
+    right = prediction_tables(second, by_fold, under)
+    assert left, f"no table under {under!r}"
     assert sorted(left) == sorted(right)
     for name, table in left.items():
         other = right[name]
