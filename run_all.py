@@ -34,8 +34,9 @@ cheap r12 extractors are split into N parts; with Ray, r10 too).
 `--gpus 0,1` gives each GPU job (backbone features, Keras training) one device through
 CUDA_VISIBLE_DEVICES, at most one job per GPU at a time. `--ray [ADDRESS]` makes every
 job a Ray task that declares its CPUs (and a GPU where the cluster has them); every node
-must see the data folder and the project at the same paths (NFS, or a bucket mounted the
-same everywhere) and have the project's venv at the same path.
+must see the data folder and the project at the same paths on a shared POSIX file system
+(NFS with locking, Lustre, CephFS; not a bucket mount, where a rename is not atomic) and
+have the project's venv at the same path.
 """
 from __future__ import annotations
 
