@@ -481,7 +481,7 @@ def test_float16_features_match_the_float32_forward_pass(preprocessed, r12, monk
         "random_lite0", index["frames_config"].iloc[0]))).exists()  # shards removed
 
 
-@pytest.mark.parametrize("extractor", ["hashes", "random_lite0"])
+@pytest.mark.parametrize("extractor", ["hashes", "random_lite0", "random_lite0_crop"])
 def test_part_jobs_and_join_equal_a_plain_run(preprocessed, r12, monkeypatch, extractor):
     monkeypatch.setenv("TRAPSTACK_DATA", str(preprocessed))
     monkeypatch.setattr(r12, "IMAGE_SIZE", 32)
