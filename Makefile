@@ -87,8 +87,9 @@ lint: venv
 	$(PY) -m ruff check .
 	$(PY) .ci/house_rules.py
 
+# two test processes (pytest-xdist), each taking whole modules in tests/conftest.py's order
 test: venv tools lint
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q -n 2 --dist loadscope --no-loadscope-reorder tests
 
 test-fast: venv
 	$(PY) -m pytest -q -m "not slow" tests

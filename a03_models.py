@@ -45,8 +45,48 @@ def read_feature_index(extractor: str) -> pd.DataFrame:
     return pd.read_csv(index_path, dtype=str, keep_default_na=False)
 
 
-def load_feature_set(extractor: str, filenames) -> dict:
-    """Per-step features, per-video statistics and the missing flag of `filenames`, in order."""
+class StoredRows:
+    """Rows of a stored feature array (a memory map of features.npy), read when indexed.
+
+    A training or prediction job then holds the batch it reads, not every row of its fold:
+    the file's pages are the operating system's cache, shared and given back under pressure,
+    so a job's own memory does not grow with the number of videos. Indexing returns a copy;
+    the rows of `blank` (videos without input) read as `fill` when one is given, and the
+    file is never written.
+    """
+
+    def __init__(self, array: np.ndarray, rows: np.ndarray, blank: np.ndarray | None = None,
+                 fill: float | None = None):
+        self.array, self.rows, self.fill = array, np.asarray(rows), fill
+        self.blank = None if fill is None else np.asarray(blank, dtype=bool)
+        self.shape = (len(self.rows), *array.shape[1:])
+        self.dtype, self.ndim = array.dtype, array.ndim
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, index) -> np.ndarray:
+        if isinstance(index, tuple):   # rows, then within them
+            return self[index[0]][(slice(None), *index[1:])] \
+                if np.ndim(self.rows[index[0]]) else self[index[0]][index[1:]]
+        values = np.array(self.array[self.rows[index]])
+        if self.fill is not None:
+            blank = self.blank[index]
+            if np.ndim(blank):
+                values[blank] = self.fill
+            elif blank:
+                values[...] = self.fill
+        return values
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        values = self[:]
+        return values if dtype is None else values.astype(dtype)
+
+
+def load_feature_set(extractor: str, filenames, fill_missing: float | None = None) -> dict:
+    """Per-step features (as StoredRows: read batch by batch; the rows of videos without
+    input read as `fill_missing` when given), per-video statistics and the missing flag of
+    `filenames`, in order."""
     folder = features_dir(extractor)
     index_path = folder / "index.csv"
     index = read_feature_index(extractor)
@@ -61,9 +101,10 @@ def load_feature_set(extractor: str, filenames) -> dict:
     features = np.load(folder / "features.npy", mmap_mode="r", allow_pickle=False)
     statistics = np.load(folder / "statistics.npy", mmap_mode="r", allow_pickle=False)
     config = read_json(folder / "config.json") or {}
-    return {"steps": np.asarray(features[selected]),
+    missing = index["missing"].to_numpy()[selected].astype(np.float32)
+    return {"steps": StoredRows(features, selected, missing > 0, fill_missing),
             "statistics": np.asarray(statistics[selected], dtype=np.float32),
-            "missing": index["missing"].to_numpy()[selected].astype(np.float32),
+            "missing": missing,
             "statistic_names": config.get("statistic_names"),
             "hash": config.get("hash", "")}
 
@@ -162,15 +203,14 @@ def load_inputs(spec: "ModelSpec", filenames, settings: dict | None = None) -> d
             inputs.update(load_clips(filenames, settings["clip_frames"], settings["clip_size"]))
         elif source.startswith("steps:"):
             extractor = source.split(":", 1)[1]
-            feature_set = load_feature_set(extractor, filenames)
-            # kept as stored (float16 features, uint8 hash bits): `batches` casts each batch,
-            # so a job holds half (or a quarter) of the float32 memory
-            steps = feature_set["steps"]
-            if extractor == "audio_logmel":
-                # r12 writes zeros (0 dB, a loud signal) for videos without audio; silence
-                # keeps batch-norm statistics clean, and the flag masks the embedding anyway
-                steps[feature_set["missing"] > 0] = LOGMEL_FLOOR_DB
-            inputs["steps"] = steps
+            # r12 writes zeros (0 dB, a loud signal) for videos without audio; silence keeps
+            # batch-norm statistics clean, and the flag masks the embedding anyway
+            feature_set = load_feature_set(
+                extractor, filenames,
+                fill_missing=LOGMEL_FLOOR_DB if extractor == "audio_logmel" else None)
+            # read from the file batch by batch, as stored (float16 features, uint8 hash
+            # bits): `batches` casts each batch
+            inputs["steps"] = feature_set["steps"]
             inputs["missing"] = feature_set["missing"][:, None]
         else:
             raise ValueError(f"unknown model input {source!r}")

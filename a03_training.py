@@ -8,6 +8,7 @@ lightgbm are imported inside the functions.
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -77,6 +78,8 @@ def make_deterministic(seed: int) -> None:
         tf.config.experimental.enable_op_determinism()
     elif keras.backend.backend() == "torch":
         import torch
+        # deterministic cuBLAS needs a fixed workspace, read at its first call on the GPU
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         torch.use_deterministic_algorithms(True)
 
 

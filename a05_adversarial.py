@@ -32,7 +32,7 @@ def auc_standard_error(auc: float, positives: int, negatives: int) -> float:
 
 
 def _group_aucs(matrix: np.ndarray, target: np.ndarray, visits: np.ndarray, groups: dict,
-                seed: int, folds: int, threads: int) -> dict:
+                seed: int, folds: int, rounds: int, threads: int) -> dict:
     """{group: cross-validated AUC} of a small LightGBM telling target 1 from 0 on each group
     of columns. Its folds keep visits whole: clips of one visit look alike, and a classifier
     that saw some of them would recognise the rest, not the split."""
@@ -49,7 +49,7 @@ def _group_aucs(matrix: np.ndarray, target: np.ndarray, visits: np.ndarray, grou
         scores = np.zeros(len(target))
         for fit, held in splitter.split(matrix, target, visits):
             booster = lightgbm.train(parameters, lightgbm.Dataset(
-                matrix[np.ix_(fit, indices)], target[fit]), 100)
+                matrix[np.ix_(fit, indices)], target[fit]), rounds)
             scores[held] = booster.predict(matrix[np.ix_(held, indices)])
         aucs[group] = float(roc_auc_score(target, scores))
     return aucs
@@ -57,7 +57,7 @@ def _group_aucs(matrix: np.ndarray, target: np.ndarray, visits: np.ndarray, grou
 
 def adversarial_validation(train: pd.DataFrame, test: pd.DataFrame, train_visits,
                            test_visits, by_visit: bool, seed: int, max_rows: int = 20000,
-                           folds: int = 5, top: int = 5,
+                           folds: int = 5, top: int = 5, rounds: int = 100,
                            threads: int = 1) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Per group of stacker inputs, the cross-validated AUC of a classifier that tells test
     rows (1) from train rows (0); and the `top` single inputs that tell them apart best.
@@ -69,7 +69,8 @@ def adversarial_validation(train: pd.DataFrame, test: pd.DataFrame, train_visits
     train rows: what the draw alone gives, since both sides are train rows. A group whose
     test AUC exceeds that (and 0.5) by more than twice their combined standard error means
     something else for test rows than for the train rows the stackers learn from. Each
-    split is subsampled to `max_rows` rows (seeded)."""
+    split is subsampled to `max_rows` rows (seeded); each classifier boosts `rounds`
+    rounds."""
     from sklearn.metrics import roc_auc_score
     random = np.random.default_rng(seed)
     columns = [c for c in train.columns if input_group(c) is not None]
@@ -96,7 +97,7 @@ def adversarial_validation(train: pd.DataFrame, test: pd.DataFrame, train_visits
     matrix = np.vstack([train_values, test_values])
     target = np.r_[np.zeros(len(train_values)), np.ones(len(test_values))]
     aucs = _group_aucs(matrix, target, np.r_[train_visits, test_visits], groups, seed, folds,
-                       threads)
+                       rounds, threads)
     # the null: train rows drawn as the test rows were, as many (at most a third of train)
     visits = train_visits if by_visit else np.arange(len(train_values)).astype(str)
     wanted = min(len(test_values), len(train_values) // 3)
@@ -108,7 +109,7 @@ def adversarial_validation(train: pd.DataFrame, test: pd.DataFrame, train_visits
     null_folds = min(folds, len(np.unique(train_visits[held])),
                      len(np.unique(train_visits[~held])))
     null_aucs = _group_aucs(train_values, held.astype(float), train_visits, groups, seed,
-                            null_folds, threads) if null_folds >= 2 else {}
+                            null_folds, rounds, threads) if null_folds >= 2 else {}
     rows = []
     for group, indices in groups.items():
         auc = aucs[group]

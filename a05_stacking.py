@@ -48,6 +48,14 @@ def models_with_tables(folder: Path, suffix: str) -> list[str]:
 
 # ----------------------------------------------------------------------------- neighbours
 
+def group_rows(groups: np.ndarray, mask: np.ndarray) -> list[np.ndarray]:
+    """The rows where `mask` holds, split by group, each in row order: one hashing pass over
+    the rows, not one mask per group (with thousands of cameras that would be quadratic)."""
+    rows = np.flatnonzero(mask)
+    positions = pd.Series(rows).groupby(np.asarray(groups)[rows], sort=False).indices
+    return [rows[np.sort(indices)] for indices in positions.values()]
+
+
 def neighbor_features(capture_seconds: np.ndarray, groups: np.ndarray, values: np.ndarray,
                       k_values, prefix: str, class_names) -> pd.DataFrame:
     """Neighbour means of `values` (videos × classes) within each group, ordered by time.
@@ -64,9 +72,7 @@ def neighbor_features(capture_seconds: np.ndarray, groups: np.ndarray, values: n
     gap_previous = np.full(count, np.nan)
     gap_next = np.full(count, np.nan)
     group_size = np.zeros(count)
-    known = ~np.isnan(capture_seconds)
-    for group in pd.unique(groups[known]):
-        members = np.flatnonzero(known & (groups == group))
+    for members in group_rows(groups, ~np.isnan(capture_seconds)):
         members = members[np.argsort(capture_seconds[members], kind="stable")]
         size = len(members)
         group_size[members] = size
@@ -131,11 +137,12 @@ def test_views(train_seconds, train_groups, train_folds, test_seconds, test_grou
     import hashlib
     views = np.array([folds[int(hashlib.blake2b(name.encode(), digest_size=8).hexdigest(), 16)
                             % len(folds)] for name in test_names], dtype=int)
-    known = ~np.isnan(train_seconds)
-    for group in pd.unique(np.asarray(test_groups)):
-        members = np.flatnonzero((np.asarray(test_groups) == group) & ~np.isnan(test_seconds))
-        candidates = np.flatnonzero(known & (np.asarray(train_groups) == group))
-        if not len(members) or not len(candidates):
+    test_groups, train_groups = np.asarray(test_groups), np.asarray(train_groups)
+    train_of_group = {train_groups[rows[0]]: rows
+                      for rows in group_rows(train_groups, ~np.isnan(train_seconds))}
+    for members in group_rows(test_groups, ~np.isnan(test_seconds)):
+        candidates = train_of_group.get(test_groups[members[0]])
+        if candidates is None:
             continue
         candidates = candidates[np.argsort(train_seconds[candidates], kind="stable")]
         times = train_seconds[candidates]

@@ -53,6 +53,7 @@ EXCLUDE_MODELS = ("*_no_neighbors", "*_no_site")   # ablations are scored but no
 REPORT = True                  # rebuild reports/report.html
 ADVERSARIAL_VALIDATION = True  # tell train rows from test rows on the stackers' inputs
 ADVERSARIAL_MAX_ROWS = 20000   # rows of each split the adversarial classifiers see (sampled)
+ADVERSARIAL_ROUNDS = 100       # boosting rounds of each adversarial classifier
 
 
 # ----------------------------------------------------------------------------- weights
@@ -172,7 +173,8 @@ def adversarial_tables(train_names, test_names, classes) -> tuple:
 
     return adversarial_validation(train.frame, test, visits(train_names), visits(test_names),
                                   test_drawn_by_visit(train_names, test_names), seed=SEED,
-                                  max_rows=ADVERSARIAL_MAX_ROWS, threads=default_threads())
+                                  max_rows=ADVERSARIAL_MAX_ROWS, rounds=ADVERSARIAL_ROUNDS,
+                                  threads=default_threads())
 
 
 def _excluded(name: str) -> bool:

@@ -300,6 +300,25 @@ def test_audio_of_videos_without_audio_is_silence_not_zeros(tiny_data):
     assert inputs["missing"][-1, 0] == 1
     assert (inputs["steps"][-1] == networks.LOGMEL_FLOOR_DB).all()
     assert (inputs["missing"][:-1] == 0).all()
+    # the file keeps what r12 wrote: the silence is put in as rows are read
+    stored = np.load(tiny_data / "features" / "audio_logmel" / "features.npy")
+    assert (stored[TRAIN_VIDEOS - 1] == 0).all()
+
+
+def test_a_feature_set_is_read_from_its_file_as_rows_are_asked_for(tiny_data):
+    """A job's memory holds the batch it reads, not a copy of every row: the steps stay a
+    memory map of features.npy, and any rows asked for equal the stored ones."""
+    spec = models.get_spec("gru_effnet_lite0")
+    filenames, _ = train_labels(tiny_data)
+    reversed_names = filenames[::-1]
+    steps = models.load_inputs(spec, reversed_names)["steps"]
+    assert isinstance(steps.array, np.memmap)
+    stored = np.load(tiny_data / "features" / "effnet_lite0" / "features.npy")
+    rows = np.arange(TRAIN_VIDEOS)[::-1]
+    assert steps.shape == (TRAIN_VIDEOS, *stored.shape[1:]) and steps.dtype == stored.dtype
+    np.testing.assert_array_equal(steps[np.array([3, 0, 7])], stored[rows[[3, 0, 7]]])
+    np.testing.assert_array_equal(steps[2:5], stored[rows[2:5]])
+    np.testing.assert_array_equal(np.asarray(steps), stored[rows])
 
 
 def test_clips_come_from_the_frame_cache_with_missing_videos_flagged(tiny_data):
@@ -563,10 +582,10 @@ def test_two_folds_in_parallel_write_what_a_sequential_run_writes(tmp_path):
     shutil.copytree(sequential, parallel)
     options = ("--model", "gru_effnet_lite0", "--epochs", "2", "--hidden_units", "8",
                "--batch_size", "8", "--warmup_epochs", "1")
-    for fold in range(FOLDS):
-        run_script("r21_train_models.py", sequential, *options, "--fold", str(fold))
-    jobs = [run_script("r21_train_models.py", parallel, *options, "--fold", str(fold),
-                       wait=False) for fold in range(FOLDS)]
+    # one process trains both folds in turn; beside it, one process per fold
+    jobs = [run_script("r21_train_models.py", sequential, *options, wait=False)] + \
+        [run_script("r21_train_models.py", parallel, *options, "--fold", str(fold), wait=False)
+         for fold in range(FOLDS)]
     for job in jobs:
         finish(job)
 
@@ -588,8 +607,9 @@ def test_two_folds_in_parallel_write_what_a_sequential_run_writes(tmp_path):
             info.pop("train_seconds")       # wall time is the one thing allowed to differ
         assert infos[0] == infos[1]
 
-    for root in (sequential, parallel):
-        run_script("r31_validate.py", root, "--model", "gru_effnet_lite0")
+    for job in [run_script("r31_validate.py", root, "--model", "gru_effnet_lite0", wait=False)
+                for root in (sequential, parallel)]:
+        finish(job)
     level1 = Path("predictions") / "level1"
     oof = [pd.read_csv(root / level1 / "gru_effnet_lite0_oof.csv")
            for root in (sequential, parallel)]

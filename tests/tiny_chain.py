@@ -15,12 +15,14 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 TINY_DATA = ["--n_train", "30", "--n_test", "10", "--min_seconds", "1", "--max_seconds", "2",
              "--cameras", "160x120@8,128x96@6", "--seed", "3", "--test_split", "clip"]
 # small and fast settings for every stage; the same for every run so results compare; r12
-# extracts what the two models read (the crop extractor is tested in test_features)
+# extracts what the two models read (the crop extractor is tested in test_features); two
+# folds, the fewest that give every clip an out-of-fold prediction
 CHAIN = ["--pass", "r10:--frames_per_video 8 --frame_size 64",
-         "--pass", "r11:--n_folds 3",
+         "--pass", "r11:--n_folds 2",
          "--pass", "r12:--image_size 64 --extractors hashes,audio_logmel,effnet_lite0",
          "--pass", "r21:--epochs 3 --models gru_effnet_lite0,lgbm_tabular",
-         "--pass", "r50:--lgbm_rounds 40 --xgb_rounds 40 --mlp_epochs 5"]
+         "--pass", "r50:--lgbm_rounds 40 --xgb_rounds 40 --mlp_epochs 5",
+         "--pass", "r60:--adversarial_rounds 20"]
 MODELS = ["gru_effnet_lite0", "lgbm_tabular"]
 STACKERS = ["lgbm", "xgb", "mlp"]
 
