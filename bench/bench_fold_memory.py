@@ -4,7 +4,7 @@ r21 reads a model's per-step features through a memory map of features.npy, batc
 (a03_models.StoredRows), where it used to copy every train row into memory first. This
 measures what that changes: for each size in SIZES it writes a synthetic feature set of
 r12's real shape (videos × STEPS × 1280 Lite0 features, float16) and trains one fold of
-MODEL for one epoch in a fresh process, once as r21 does now and once with the rows copied
+HEAD for one epoch in a fresh process, once as r21 does now and once with the rows copied
 in as before. Each run's peak anonymous memory (RssAnon, sampled every 50 ms: the pages the
 job itself owns; the file's pages are the operating system's cache, shared and given back
 under pressure) and its wall time are recorded.
@@ -37,7 +37,7 @@ import pandas as pd  # noqa: E402
 from a00_common import git_commit, parse_config  # noqa: E402
 
 SIZES = (4000, 16000)          # videos (all train rows of the fold's model)
-MODEL = "gru_effnet_lite0"
+HEAD = "gru_effnet_lite0"       # the Keras head whose fold is trained
 STEPS = 16                     # r10's FRAMES_PER_VIDEO
 CLASSES = 24
 RESULTS = PROJECT_ROOT / "bench" / "results" / "bench_fold_memory.csv"
@@ -111,7 +111,7 @@ def run_job(root: Path, names: list[str], copied: bool) -> dict:
                 "warmup_epochs": 0, "patience": 6, "hidden_units": 128, "dropout": 0.3,
                 "conv_filters": 16, "class_weighting": "none", "pseudo_label_epochs": 0,
                 "pseudo_label_max_uncertainty": 0.1, "pseudo_label_learning_rate": 1e-4}
-    code = JOB.format(root=str(PROJECT_ROOT), model=MODEL, names=str(root / "names.json"),
+    code = JOB.format(root=str(PROJECT_ROOT), model=HEAD, names=str(root / "names.json"),
                       labels=str(root / "labels.npy"), settings=settings, copied=copied,
                       folder=str(root / "model"))
     started = time.perf_counter()
