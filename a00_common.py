@@ -167,6 +167,17 @@ def git_commit() -> str:
         return "unknown"
 
 
+def append_results(table: pd.DataFrame, path: Path) -> None:
+    """Adds a benchmark's rows to its results table (bench/results/), each stamped with the
+    time and the commit; written atomically, earlier rows kept."""
+    table = table.copy()
+    table.insert(0, "commit", git_commit())
+    table.insert(0, "time", _datetime.datetime.now().isoformat(timespec="seconds"))
+    if path.exists():
+        table = pd.concat([pd.read_csv(path), table], ignore_index=True)
+    write_csv(table, path)
+
+
 def set_seeds(seed: int = SEED) -> None:
     random.seed(seed)
     np.random.seed(seed)

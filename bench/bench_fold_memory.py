@@ -17,7 +17,6 @@ Cost    about 3 minutes on 2 CPU cores with the default sizes.
 """
 from __future__ import annotations
 
-import datetime
 import json
 import os
 import subprocess
@@ -34,7 +33,7 @@ if str(PROJECT_ROOT) not in sys.path:
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from a00_common import git_commit, parse_config  # noqa: E402
+from a00_common import append_results, parse_config  # noqa: E402
 
 SIZES = (4000, 16000)          # videos (all train rows of the fold's model)
 HEAD = "gru_effnet_lite0"       # the Keras head whose fold is trained
@@ -44,7 +43,7 @@ RESULTS = PROJECT_ROOT / "bench" / "results" / "bench_fold_memory.csv"
 
 # the job, run in a fresh process: load the inputs as r21 does, optionally copy the steps
 # in as r21 did before, train fold 0 for one epoch
-JOB = """
+_JOB = """
 import sys, json, time
 import numpy as np
 sys.path.insert(0, {root!r})
@@ -111,7 +110,7 @@ def run_job(root: Path, names: list[str], copied: bool) -> dict:
                 "warmup_epochs": 0, "patience": 6, "hidden_units": 128, "dropout": 0.3,
                 "conv_filters": 16, "class_weighting": "none", "pseudo_label_epochs": 0,
                 "pseudo_label_max_uncertainty": 0.1, "pseudo_label_learning_rate": 1e-4}
-    code = JOB.format(root=str(PROJECT_ROOT), model=HEAD, names=str(root / "names.json"),
+    code = _JOB.format(root=str(PROJECT_ROOT), model=HEAD, names=str(root / "names.json"),
                       labels=str(root / "labels.npy"), settings=settings, copied=copied,
                       folder=str(root / "model"))
     started = time.perf_counter()
@@ -153,10 +152,7 @@ def main() -> None:
         ratio = ordered["peak_anonymous_mib"].iloc[-1] / ordered["peak_anonymous_mib"].iloc[0]
         print(f"{reading}: peak anonymous memory ×{ratio:.2f} from {ordered['videos'].iloc[0]} "
               f"to {ordered['videos'].iloc[-1]} videos")
-    table.insert(0, "commit", git_commit())
-    table.insert(0, "time", datetime.datetime.now().isoformat(timespec="seconds"))
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    table.to_csv(RESULTS, mode="a", header=not RESULTS.exists(), index=False)
+    append_results(table, RESULTS)
 
 
 if __name__ == "__main__":

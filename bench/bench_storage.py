@@ -17,7 +17,6 @@ Cost    a second.
 """
 from __future__ import annotations
 
-import datetime
 import sys
 from pathlib import Path
 
@@ -27,7 +26,7 @@ if str(PROJECT_ROOT) not in sys.path:
 
 import pandas as pd  # noqa: E402
 
-from a00_common import data_dir, git_commit, input_dir, parse_config  # noqa: E402
+from a00_common import append_results, data_dir, input_dir, parse_config  # noqa: E402
 
 PER_VIDEO_BUDGET_KB = 300      # everything the chain keeps per video
 PER_EXTRACTOR_BUDGET_KB = 60   # each feature set, so added backbones fit the budget
@@ -97,10 +96,7 @@ def main() -> None:
           f"{verdict}); fixed: {table.loc[~table['per_video'], 'bytes'].sum() / 2**20:.1f} MB")
     table.insert(0, "videos", videos)
     table.insert(0, "data", str(root))
-    table.insert(0, "commit", git_commit())
-    table.insert(0, "time", datetime.datetime.now().isoformat(timespec="seconds"))
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    table.to_csv(RESULTS, mode="a", header=not RESULTS.exists(), index=False)
+    append_results(table, RESULTS)
 
 
 if __name__ == "__main__":

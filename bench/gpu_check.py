@@ -25,7 +25,6 @@ Cost    about a minute on a GPU; on 2 CPU cores (a smoke test: --clips 256 --fra
 """
 from __future__ import annotations
 
-import datetime
 import os
 import resource
 import runpy
@@ -42,7 +41,7 @@ if str(PROJECT_ROOT) not in sys.path:
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from a00_common import SEED, git_commit, parse_config, script_tunables  # noqa: E402
+from a00_common import SEED, append_results, parse_config, script_tunables  # noqa: E402
 
 BACKBONE = "effnet_lite0"      # r12's default backbone
 IMAGE_SIZE = 224               # r12's default IMAGE_SIZE
@@ -177,16 +176,14 @@ def main() -> None:
             raise SystemExit(message)
         print(message + ": these are CPU numbers", flush=True)
     rows = [time_backbone(backend, device), *time_head(backend, device)]
-    stamp = datetime.datetime.now().isoformat(timespec="seconds")
-    table = pd.DataFrame([{"time": stamp, "commit": git_commit(), "backend": backend,
+    table = pd.DataFrame([{"backend": backend,
                            "device": device, **row} for row in rows])
     for row in table.itertuples():
         print(f"{row.stage:10s} {row.backend:10s} {row.device}: batch {row.batch_size}, "
               f"{row.seconds_per_batch * 1000:8.1f} ms per batch, "
               f"{row.items_per_second:8.1f} per second, {row.memory_kind} "
               f"{row.peak_memory_mib:8.0f} MiB  ({row.what})", flush=True)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    table.to_csv(RESULTS, mode="a", header=not RESULTS.exists(), index=False)
+    append_results(table, RESULTS)
     print(f"appended to {RESULTS.relative_to(PROJECT_ROOT)}", flush=True)
 
 
