@@ -16,7 +16,8 @@ Stages measured:
   head_pred  the fold's model predicting the same clips (as r31/r40 do), in its batches
 
 Writes  bench/results/gpu_check.csv   one row per stage (appended): backend, device, stage,
-        batch size, median seconds per batch, items per second, peak accelerator memory
+        batch size, seconds per batch (the backbone's median; the head's over its whole job),
+        items per second, peak accelerator memory
 Cost    about a minute on a GPU; on 2 CPU cores (a smoke test: --clips 256 --frame_batches 3)
         about two minutes.
 
