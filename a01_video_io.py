@@ -1,4 +1,4 @@
-"""Video IO module: probing, decoding of the sampled frames only, mono wav extraction.
+"""Video IO module: probing, decoding of the sampled frames only, the mono audio track.
 
 Everything is read in-process, with no subprocess per video, through PyAV (libavformat,
 libavcodec, libswscale): the probe, the audio and the frames, short clips in one pass and
@@ -14,14 +14,12 @@ hostile file costs one worker and becomes that video's failure row. Errors are r
 from __future__ import annotations
 
 import time
-import wave
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
 
-from a00_io import atomic_path
 
 
 class VideoError(RuntimeError):
@@ -518,9 +516,11 @@ def _check_deadline(deadline: float) -> None:
         raise VideoError("frames: no result within the timeout (timeout)")
 
 
-def extract_audio(path: Path, output_path: Path, sample_rate: int, max_seconds: float,
-                  timeout: float = 120.0) -> None:
-    """First audio stream as mono 16-bit wav at `sample_rate`, at most `max_seconds` long.
+def decode_audio(path: Path, sample_rate: int, max_seconds: float,
+                 timeout: float = 120.0) -> np.ndarray:
+    """First audio stream as mono 16-bit samples (int16) at `sample_rate`, at most
+    `max_seconds` long. r10 measures it and r12 decodes it again for its log-mel: at 16 kHz
+    a kept copy would cost 32 KB a second of disk, the decode ~1 ms a second of CPU.
 
     Decoded and resampled in-process (libswresample, as `ffmpeg -ac 1 -ar RATE` does; the
     samples agree with ffmpeg's to ±1 LSB). A track that breaks off keeps what decoded.
@@ -551,10 +551,4 @@ def extract_audio(path: Path, output_path: Path, sample_rate: int, max_seconds: 
                 raise VideoError(f"audio stream does not decode: {_reason(error)}") from None
     if total == 0:
         raise VideoError("audio stream decoded to nothing")
-    samples = np.concatenate(chunks)[:limit].astype("<i2")
-    with atomic_path(output_path) as temporary:
-        with wave.open(str(temporary), "wb") as output:
-            output.setnchannels(1)
-            output.setsampwidth(2)
-            output.setframerate(sample_rate)
-            output.writeframes(samples.tobytes())
+    return np.concatenate(chunks)[:limit].astype("<i2")

@@ -1,5 +1,5 @@
 """The cheap per-video features of r12: image hashes with motion and colour statistics of
-r10's frames, and the log-mel spectrogram of r10's wav. Settings come as arguments (r12's
+r10's frames, and the log-mel spectrogram of a clip's audio. Settings come as arguments (r12's
 tunables); heavy imports (OpenCV, imagehash, librosa) stay inside the functions."""
 from __future__ import annotations
 
@@ -66,13 +66,43 @@ HASH_STATISTIC_NAMES = (
 
 # ----------------------------------------------------------------------------- audio
 
-def logmel_features(wav_path, n_mels: int, hop_length: int,
+AUDIO_STATISTIC_NAMES = ("audio_seconds", "audio_rms_mean", "audio_rms_std", "audio_rms_max",
+                         "audio_peak", "audio_silent", "audio_zero_crossing_rate")
+
+
+def as_float(samples: np.ndarray) -> np.ndarray:
+    """16-bit samples as float32 in [-1, 1), as a 16-bit wav or FLAC reads."""
+    return np.asarray(samples, np.int16).astype(np.float32) / 32768.0
+
+
+def audio_statistics(samples: np.ndarray, sample_rate: int) -> dict:
+    """Loudness statistics of a clip's 16-bit mono samples (r10 records them, r11's
+    metadata carries them; the log-mel features are r12's)."""
+    samples = as_float(samples)
+    if samples.size == 0:
+        return {}
+    window = max(sample_rate // 20, 1)
+    usable = samples[: len(samples) // window * window].reshape(-1, window) \
+        if len(samples) >= window else samples.reshape(1, -1)
+    rms = np.sqrt(np.mean(usable ** 2, axis=1) + 1e-12)
+    signs = np.signbit(samples)
+    return {
+        "audio_seconds": len(samples) / sample_rate,
+        "audio_rms_mean": float(rms.mean()),
+        "audio_rms_std": float(rms.std()),
+        "audio_rms_max": float(rms.max()),
+        "audio_peak": float(np.abs(samples).max()),
+        "audio_silent": bool(rms.max() < 1e-4),
+        "audio_zero_crossing_rate": float(np.mean(signs[1:] != signs[:-1])),
+    }
+
+
+def logmel_features(samples: np.ndarray, sample_rate: int, n_mels: int, hop_length: int,
                     audio_steps: int) -> tuple[np.ndarray, np.ndarray]:
-    """(audio_steps, n_mels) log-mel spectrogram, -100 dB where the clip is shorter, and
-    per-band mean/std/max statistics (named by logmel_statistic_names)."""
+    """(audio_steps, n_mels) log-mel spectrogram of 16-bit mono samples, -100 dB where the
+    clip is shorter, and per-band mean/std/max statistics (named by logmel_statistic_names)."""
     import librosa
-    import soundfile
-    samples, sample_rate = soundfile.read(wav_path, dtype="float32", always_2d=False)
+    samples = as_float(samples)
     if samples.size < hop_length:
         raise ValueError("audio shorter than one spectrogram hop")
     mel = librosa.feature.melspectrogram(y=samples, sr=sample_rate, n_fft=4 * hop_length,

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from a00_common import cache_dir, features_dir, metadata_dir, models_dir
-from a00_io import digest_text, read_json
+from a00_io import digest_text, read_frames, read_json
 from a03_networks import LOGMEL_FLOOR_DB, SEQUENCE_HEADS, batches, build_keras_model, main_input
 
 
@@ -179,11 +179,10 @@ def load_clips(filenames, clip_frames: int, clip_size: int) -> dict:
         if not relative:
             continue
         path = cache_dir() / relative
-        try:
-            frames = np.load(path, allow_pickle=False)
-        except (ValueError, OSError, EOFError) as error:
-            raise ValueError(f"{path}: unreadable frames ({error}); rerun "
-                             f"r10_preprocess_data.py --force") from None
+        frames = read_frames(path)
+        if frames is None:
+            raise ValueError(f"{path}: missing or unreadable frames; rerun "
+                             f"r10_preprocess_data.py")
         clips[row] = downsample_clip(frames, clip_frames, clip_size)
         missing[row] = 0.0
     return {"clip": clips, "missing": missing[:, None]}

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from a00_common import cache_dir, data_dir, git_commit, metadata_dir, models_dir
+from a00_io import read_frames
 from a04_figures import CAMERA_VIEW_WIDTH, camera_view_png
 from a04_html import (Html, escaped, fill, html_table, key_value_table, missing, note,
                       relative_path, scroll)
@@ -150,7 +151,8 @@ def _camera_thumbnail(clips: pd.DataFrame, frames_paths: dict) -> str:
             continue
         width, height = pd.to_numeric(pd.Series([clip.get("width"), clip.get("height")]),
                                       errors="coerce").fillna(1).to_numpy()
-        data = camera_view_png(np.load(cache_dir() / path, allow_pickle=False), width, height)
+        frames = read_frames(cache_dir() / path)
+        data = camera_view_png(frames, width, height) if frames is not None else None
         if data is not None:
             encoded = base64.b64encode(data).decode("ascii")
             return fill(CAMERA_VIEW, width=CAMERA_VIEW_WIDTH, alt=clip["camera"], png=encoded)

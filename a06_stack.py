@@ -16,11 +16,10 @@ import tarfile
 import tempfile
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from a00_common import git_commit, logger
-from a00_io import (atomic_path, file_digest, read_json, read_stamp, read_stamp_inputs,
+from a00_io import (atomic_path, file_digest, read_frames, read_json, read_stamp, read_stamp_inputs,
                     write_csv, write_json)
 
 
@@ -214,9 +213,10 @@ def training_camera_examples(source: Path, train_names, metadata: pd.DataFrame) 
     table = table[table["filename"].map(lambda name: bool(index.at[name, "frames_path"])
                                         if name in index.index else False)]
     chosen = table.sort_values("filename").groupby("camera").head(20)
-    signatures = {name: signature(np.load(source / "cache" / index.at[name, "frames_path"],
-                                          allow_pickle=False))
-                  for name in chosen["filename"]}
+    frames = {name: read_frames(source / "cache" / index.at[name, "frames_path"])
+              for name in chosen["filename"]}
+    signatures = {name: signature(clip) for name, clip in frames.items() if clip is not None}
+    chosen = chosen[chosen["filename"].isin(signatures)]
     for column in FORMAT_COLUMNS[:3]:
         chosen[column] = pd.to_numeric(chosen[column], errors="coerce")
     return camera_examples(chosen, signatures)

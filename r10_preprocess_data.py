@@ -1,12 +1,14 @@
-"""r10 — probe every video, decode only its sampled frames, extract its audio as mono wav.
+"""r10 — probe every video, decode only its sampled frames, measure its audio track.
 
 Reads   input/train_labels.csv, input/submission_format.csv, input/videos/*
 Writes  cache/probe/<video>.json            probe (ffprobe's JSON layout) + summary, or the error
-        cache/frames/<hash>/<video>-<digest>.npy   uint8 (FRAMES_PER_VIDEO, FRAME_SIZE,
-                                            FRAME_SIZE, 3); <digest>: the video's content
-        cache/audio/<hash>/<video>-<digest>.wav    mono 16-bit wav (videos with audio)
+        cache/frames/<hash>/<video>-<digest>.jpg   the FRAMES_PER_VIDEO frames (FRAME_SIZE²
+                                            RGB) as one JPEG strip, top to bottom, at
+                                            FRAME_QUALITY; <digest>: the video's content
         cache/preprocess_index.csv          one row per video: paths, content digests,
-                                            frames decoded, errors, partial
+                                            frames decoded, audio statistics, errors,
+                                            partial (the audio itself is not kept: r12
+                                            decodes it again for its log-mel)
         cache/preprocess_settings.json      the settings of the run that wrote the index
         cache/preprocess_plan.csv           written first on every run: each video's record
                                             path, so that r12 --follow can start alongside;
@@ -14,6 +16,8 @@ Writes  cache/probe/<video>.json            probe (ffprobe's JSON layout) + summ
         cache/failures/r10.csv → cache/failures.csv   (filename, stage, error)
 Cost    per 5 s demo clip and core: frames ~20 ms, probe + audio ~15 ms, all in-process (no
         ffmpeg/ffprobe process per video).
+Disk    per video: the frames, ~100 KB on the demo, ~180 KB for detailed natural scenes at
+        quality 85 (raw uint8 would be 2.3 MB; bench/results/frame_cache.csv).
 
     python r10_preprocess_data.py                 # demo data, all videos not yet done
     python r10_preprocess_data.py --workers 2 --frame_size 160 --force
@@ -35,7 +39,7 @@ by an alarm, and its video becomes a failure row ("hung").
 
 Rerun: a video is redone only when its record is not current: other settings (a new record
 folder), other bytes (size and content digest; the digest is recomputed only when size or
-mtime moved), a deleted or damaged frames/wav/probe file, or --force. One new clip costs one
+mtime moved), a deleted or damaged frames/audio/probe file, or --force. One new clip costs one
 clip. The index carries each video's content digests (source, frames, audio), which are
 what later stages key their own work on.
 """
@@ -49,17 +53,17 @@ import signal
 import time
 from concurrent.futures.process import BrokenProcessPool
 
-import numpy as np
 import pandas as pd
 
 from a00_common import (cache_dir, config_hash, data_dir, load_video_table, logger, parse_config,
                         parse_part, preprocess_done_path, preprocess_plan_path, probe_cache_path,
                         progress, run_main, safe_cache_name, short_error, video_path,
                         write_stage_failures)
-from a00_io import (array_digest, file_digest, file_identity, log_outcome, read_json, write_array,
-                    write_csv, write_json, write_text_if_changed)
-from a01_video_io import VideoError, decode_sampled_frames, extract_audio, probe_video, \
+from a00_io import (array_digest, file_digest, file_identity, log_outcome, looks_like_jpeg,
+                    read_json, write_csv, write_frames, write_json, write_text_if_changed)
+from a01_video_io import VideoError, decode_audio, decode_sampled_frames, probe_video, \
     summarize_probe
+from a02_hash_audio import AUDIO_STATISTIC_NAMES, audio_statistics
 
 # --- frames
 FRAMES_PER_VIDEO = 16          # evenly spaced over the clip (slice centres)
@@ -67,8 +71,11 @@ FRAME_SIZE = 224               # frames are resized (squashed) to FRAME_SIZE × 
 SEEK_ABOVE_SECONDS = 60.0      # longer videos are read by seeking, not one full pass
 DECODER_THREADS = 1            # per worker; parallelism comes from --workers (less CPU per frame)
 SKIP_UNREFERENCED_FRAMES = True  # skip unsampled frames nothing refers to (x264 B-frames)
+# frames are stored as JPEG: quality against disk and the backbones' feature drift in
+# bench/results/frame_cache.csv
+FRAME_QUALITY = 85
 # --- audio
-EXTRACT_AUDIO = True           # False: no wav (audio_logmel features are then all missing)
+EXTRACT_AUDIO = True           # False: no audio (audio_logmel features are then all missing)
 AUDIO_SAMPLE_RATE = 16000      # Hz, mono
 MAX_AUDIO_SECONDS = 30.0       # audio beyond this is not extracted
 # --- robustness
@@ -82,7 +89,8 @@ FRAME_DECODER = "pyav-swscale-area-3"
 def frames_config(tunables: dict) -> dict:
     return {"frames_per_video": tunables["FRAMES_PER_VIDEO"],
             "frame_size": tunables["FRAME_SIZE"], "decoder": FRAME_DECODER,
-            "skip_unreferenced_frames": tunables["SKIP_UNREFERENCED_FRAMES"]}
+            "skip_unreferenced_frames": tunables["SKIP_UNREFERENCED_FRAMES"],
+            "format": "jpeg-strip", "quality": tunables["FRAME_QUALITY"]}
 
 
 def audio_config(tunables: dict) -> dict:
@@ -92,8 +100,8 @@ def audio_config(tunables: dict) -> dict:
 
 
 def output_paths(filename: str, tunables: dict, source_digest: str = "") -> dict:
-    """Where one video's record, probe, frames and audio go. The frames and the wav are
-    named by the video's content digest too, so a record never points at the frames of
+    """Where one video's record, probe and frames go. The frames are named by the video's
+    content digest too, so a record never points at the frames of
     other bytes once stored under the same name (several record folders share them)."""
     stem = safe_cache_name(filename)
     record = cache_dir() / "preprocess" / config_hash(
@@ -101,17 +109,16 @@ def output_paths(filename: str, tunables: dict, source_digest: str = "") -> dict
     content = f"{stem}-{source_digest[:12] or 'absent'}"
     return {
         "probe": probe_cache_path(filename),
-        "frames": cache_dir() / "frames" / config_hash(frames_config(tunables)) / f"{content}.npy",
-        "audio": cache_dir() / "audio" / config_hash(audio_config(tunables)) / f"{content}.wav",
+        "frames": cache_dir() / "frames" / config_hash(frames_config(tunables)) / f"{content}.jpg",
         "record": record,
         # present while a worker is on this video: a worker that died leaves it behind
         "started": record.with_suffix(".started"),
     }
 
 
-def probe_and_extract_audio(filename: str, paths: dict,
-                            tunables: dict) -> tuple[dict | None, list[str], str]:
-    """(probe summary or None, errors, audio path relative to cache/ or "")."""
+def probe_and_measure_audio(filename: str, paths: dict,
+                            tunables: dict) -> tuple[dict | None, list[str], dict]:
+    """(probe summary or None, errors, the audio's digest and statistics or {})."""
     path = video_path(filename)
     try:
         probe = probe_video(path, tunables["TIMEOUT_SECONDS"])
@@ -119,21 +126,23 @@ def probe_and_extract_audio(filename: str, paths: dict,
         write_json({"summary": summary, "probe": probe}, paths["probe"])
     except VideoError as error:
         write_json({"error": short_error(error)}, paths["probe"])
-        return None, [f"probe: {short_error(error)}"], ""
+        return None, [f"probe: {short_error(error)}"], {}
     if not (tunables["EXTRACT_AUDIO"] and summary["has_audio"]):
-        return summary, [], ""
+        return summary, [], {}
     try:
-        extract_audio(path, paths["audio"], tunables["AUDIO_SAMPLE_RATE"],
-                      tunables["MAX_AUDIO_SECONDS"], tunables["TIMEOUT_SECONDS"])
-        return summary, [], str(paths["audio"].relative_to(cache_dir()))
+        samples = decode_audio(path, tunables["AUDIO_SAMPLE_RATE"],
+                               tunables["MAX_AUDIO_SECONDS"], tunables["TIMEOUT_SECONDS"])
     except VideoError as error:
-        return summary, [f"audio: {short_error(error)}"], ""
+        return summary, [f"audio: {short_error(error)}"], {}
+    # r12 checks the samples it decodes again against this digest
+    return summary, [], {"audio_digest": array_digest(samples),
+                         **audio_statistics(samples, tunables["AUDIO_SAMPLE_RATE"])}
 
 
 def outputs_intact(record: dict) -> bool:
-    """The record's probe, frame and audio files exist with the sizes they were written
-    with, and the frames open (a header check, not a full read): a deleted, truncated or
-    damaged cache file makes the video be processed again."""
+    """The record's probe and frames files exist, the frames with the size they were written
+    with, and the frames file begins and ends as a JPEG (no decoding): a deleted, truncated
+    or damaged cache file makes the video be processed again."""
     try:
         if not probe_cache_path(record["filename"]).is_file():
             return False
@@ -141,10 +150,8 @@ def outputs_intact(record: dict) -> bool:
             path = cache_dir() / record["frames_path"]
             if path.stat().st_size != record.get("frames_bytes"):
                 return False
-            np.load(path, mmap_mode="r", allow_pickle=False)
-        if record.get("audio_path") and (cache_dir() / record["audio_path"]).stat().st_size \
-                != record.get("audio_bytes"):
-            return False
+            if not looks_like_jpeg(path):
+                return False
     except (OSError, ValueError, EOFError, KeyError):
         return False
     return True
@@ -191,23 +198,21 @@ def preprocess_video(filename: str, force: bool, tunables: dict) -> dict:
     source = source or file_identity(video_path(filename))
     paths = output_paths(filename, tunables, (source or {}).get("digest", ""))
     record = {"filename": filename, "source": source, "frames_path": "", "frames_decoded": 0,
-              "audio_path": "", "errors": [], "partial": "",
+              "audio": {}, "errors": [], "partial": "",
               "timeout_seconds": tunables["TIMEOUT_SECONDS"]}
-    summary, record["errors"], record["audio_path"] = probe_and_extract_audio(filename, paths,
-                                                                              tunables)
-    if record["audio_path"]:
-        record["audio_bytes"] = paths["audio"].stat().st_size
-        record["audio_digest"] = file_digest(paths["audio"])
+    summary, record["errors"], record["audio"] = probe_and_measure_audio(filename, paths,
+                                                                         tunables)
     if summary is not None:  # a file the probe rejects gets no frames at all
         try:
             sampled = decode_sampled_frames(
                 video_path(filename), tunables["FRAMES_PER_VIDEO"], tunables["FRAME_SIZE"],
                 tunables["TIMEOUT_SECONDS"], tunables["SEEK_ABOVE_SECONDS"],
                 tunables["DECODER_THREADS"], tunables["SKIP_UNREFERENCED_FRAMES"])
-            write_array(sampled.frames, paths["frames"])
+            write_frames(sampled.frames, paths["frames"], tunables["FRAME_QUALITY"])
             record["frames_path"] = str(paths["frames"].relative_to(cache_dir()))
             record["frames_bytes"] = paths["frames"].stat().st_size
-            record["frames_digest"] = array_digest(sampled.frames)
+            # of the stored JPEG: what every later stage reads
+            record["frames_digest"] = file_digest(paths["frames"])
             record["frames_decoded"] = sampled.decoded
             record["frame_numbers"] = sampled.indices.tolist()
             record["partial"] = sampled.partial
@@ -255,7 +260,7 @@ def hang_seconds(tunables: dict) -> int:
 
 def failed_record(filename: str, error: str, tunables: dict) -> dict:
     return {"filename": filename, "source": file_identity(video_path(filename)),
-            "frames_path": "", "frames_decoded": 0, "audio_path": "", "errors": [error],
+            "frames_path": "", "frames_decoded": 0, "audio": {}, "errors": [error],
             "partial": "", "timeout_seconds": tunables["TIMEOUT_SECONDS"]}
 
 
@@ -377,8 +382,9 @@ def main() -> None:
         "frames_path": [r["frames_path"] for r in records],
         "frames_digest": [r.get("frames_digest", "") for r in records],
         "frames_decoded": [r["frames_decoded"] for r in records],
-        "audio_path": [r["audio_path"] for r in records],
-        "audio_digest": [r.get("audio_digest", "") for r in records],
+        "audio_digest": [(r.get("audio") or {}).get("audio_digest", "") for r in records],
+        **{name: [(r.get("audio") or {}).get(name, "") for r in records]
+           for name in AUDIO_STATISTIC_NAMES},
         "errors": ["; ".join(r["errors"]) for r in records],
         "partial": [r.get("partial", "") for r in records],
     })
@@ -387,7 +393,7 @@ def main() -> None:
                 for r in records for error in r["errors"]] + \
         [{"filename": r["filename"], "error": f"partial: {r['partial']}"}
          for r in records if r.get("partial")]
-    # the settings the frames and wav were made with: r80 exports them with a stack, so new
+    # the settings the frames and audio were made with: r80 exports them with a stack, so new
     # clips are prepared the same way
     write_text_if_changed(json.dumps({"settings": args.config,
                                       "frames_config": config_hash(frames_config(args.config))},
@@ -405,7 +411,7 @@ def main() -> None:
     preprocess_done_path().touch()  # a follower need wait for no record any more
     logger.info("r10: %d videos, %d with frames, %d with audio, %d failure(s) -> %s",
                 len(index), (index["frames_path"] != "").sum(),
-                (index["audio_path"] != "").sum(), len(failures), index_path)
+                (index["audio_digest"] != "").sum(), len(failures), index_path)
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ Writes  metadata/metadata.csv   one row per video (train then test): size_bytes,
                                 has_audio, audio stats, capture_time (+ its source), camera
                                 (+ camera_source: given, inferred or none), sequence, readable
         metadata/folds.csv      filename, fold, sequence — train videos only
-Cost    seconds: reads small JSON files and the wavs once; inferring cameras reads each clip's
+Cost    seconds: reads small JSON files and r10's index; inferring cameras reads each clip's
         frames once more (~16 ms a clip), only when some clip has no named camera.
 
     python r11_get_metadata_table.py
@@ -41,7 +41,7 @@ import pandas as pd
 from a00_common import (InputError, cache_dir, input_dir, load_train_labels, load_video_table,
                         logger, metadata_dir, parse_config, probe_cache_path, run_main, video_path)
 from a00_io import (digest_text, file_digest, log_outcome, optional_file_digest, outdated_reason,
-                    read_json, write_csv, write_stamp)
+                    read_frames, read_json, write_csv, write_stamp)
 
 N_FOLDS = 5                    # cross-validation folds for every level
 FOLD_SEED = 42                 # seed of the stratified split
@@ -82,29 +82,11 @@ def read_video_metadata(filenames: pd.Series) -> pd.DataFrame:
     return merged
 
 
-def audio_statistics(wav_path) -> dict:
-    """Loudness statistics of the extracted wav (cheap; the log-mel features are r12's)."""
-    import soundfile
-    try:
-        samples, sample_rate = soundfile.read(wav_path, dtype="float32", always_2d=False)
-    except (RuntimeError, OSError):
-        return {}
-    if samples.size == 0:
-        return {}
-    window = max(sample_rate // 20, 1)
-    usable = samples[: len(samples) // window * window].reshape(-1, window) \
-        if len(samples) >= window else samples.reshape(1, -1)
-    rms = np.sqrt(np.mean(usable ** 2, axis=1) + 1e-12)
-    signs = np.signbit(samples)
-    return {
-        "audio_seconds": len(samples) / sample_rate,
-        "audio_rms_mean": float(rms.mean()),
-        "audio_rms_std": float(rms.std()),
-        "audio_rms_max": float(rms.max()),
-        "audio_peak": float(np.abs(samples).max()),
-        "audio_silent": bool(rms.max() < 1e-4),
-        "audio_zero_crossing_rate": float(np.mean(signs[1:] != signs[:-1])),
-    }
+def audio_columns(entry: pd.Series) -> dict:
+    """The loudness statistics r10 measured on a clip's audio, from its index row (text)."""
+    from a02_hash_audio import AUDIO_STATISTIC_NAMES
+    return {name: entry[name] == "True" if name == "audio_silent" else float(entry[name])
+            for name in AUDIO_STATISTIC_NAMES if entry.get(name, "") != ""}
 
 
 def build_metadata(videos: pd.DataFrame) -> pd.DataFrame:
@@ -126,8 +108,8 @@ def build_metadata(videos: pd.DataFrame) -> pd.DataFrame:
             row["size_bytes"] = path.stat().st_size if path.is_file() else 0
         row["file_mtime"] = (datetime_module.datetime.fromtimestamp(
             os.path.getmtime(path), datetime_module.timezone.utc) if path.is_file() else pd.NaT)
-        if entry is not None and entry["audio_path"]:
-            row.update(audio_statistics(cache_dir() / entry["audio_path"]))
+        if entry is not None and entry["audio_digest"]:
+            row.update(audio_columns(entry))
         rows.append(row)
     table = pd.DataFrame(rows)
     for column in ("width", "height", "fps", "n_frames", "duration", "bit_rate", "rotation",
@@ -178,8 +160,9 @@ def infer_cameras(table: pd.DataFrame, index: pd.DataFrame) -> pd.DataFrame:
     for filename, key in zip(table["filename"], keys):
         path = index.at[filename, "frames_path"] if filename in index.index else ""
         if path and key in wanted:
-            frames = np.load(cache_dir() / path, allow_pickle=False)
-            signatures[filename] = signature(frames)
+            frames = read_frames(cache_dir() / path)
+            if frames is not None:  # else r10 redoes it on its next run
+                signatures[filename] = signature(frames)
     known = None
     if CAMERA_ANCHORS:
         try:

@@ -1,6 +1,7 @@
 """r12 — per-video features: image hashes + motion statistics, audio log-mel, CNN frame features.
 
-Reads   cache/preprocess_index.csv, cache/frames/…/*.npy, cache/audio/…/*.wav (from r10)
+Reads   cache/preprocess_index.csv, cache/frames/…/*.jpg (from r10), and for audio_logmel
+        the videos' audio, decoded again as r10 did (cache/preprocess_settings.json)
 Writes  features/<extractor>/features.npy     (videos, steps, dims) per-step features, row order
                                               = index.csv; FEATURE_DTYPE (float16) for CNN and
                                               log-mel, uint8 bits for hashes
@@ -64,13 +65,14 @@ import numpy as np
 import pandas as pd
 
 from a00_common import (cache_dir, config_hash, data_dir, features_dir, logger, parse_config,
-                        parse_part, print_jobs, probe_cache_path, progress, run_main,
+                        parse_part, print_jobs, progress, run_main,
                         short_error, write_stage_failures)
-from a00_io import log_outcome, outdated_reason, read_array, read_json, write_arrays, write_stamp
+from a00_io import log_outcome, outdated_reason, read_frames, write_arrays, write_stamp
 from a02_feature_store import (JoinedRows, ShardBuilder, consolidate, existing_shard_failures,
                                output_paths, remove_shards, shard_path, shard_rows,
                                stage_inputs)
 from a02_follow import SetupError, read_plan, wait_for_current_record
+from a02_inputs import clip_aspect, load_audio, load_frames, r10_audio_settings
 from a02_hash_audio import (HASH_STATISTIC_NAMES, hash_features, logmel_features,
                             logmel_statistic_names)
 
@@ -163,38 +165,7 @@ def statistic_names(extractor: str, dimension: int) -> list[str]:
     return [f"{kind}_{position}" for kind in ("mean", "max") for position in range(dimension)]
 
 
-# ----------------------------------------------------------------------------- frames
-
-def clip_aspect(filename: str) -> float:
-    """Width / height of a clip as shown, from r10's probe (1.0 when it has none): what a
-    motion crop needs to cut squares of the clip's true pixels from r10's square frames."""
-    from a02_motion_crop import display_aspect
-    probe = read_json(probe_cache_path(filename)) or {}
-    return display_aspect(probe.get("summary") or {})
-
-
-def load_frames(frames_path: str, frames_per_video: int,
-                image_size: int | None) -> tuple[np.ndarray | None, str | None]:
-    """r10's frames of one video resized to image_size² (as r10 made them with None: the
-    hashes, whose settings do not include the backbones' image size), or (None, why) —
-    None, None without frames."""
-    import cv2
-    if not frames_path:  # r10 could not decode it and already has its failure row
-        return None, None
-    frames = read_array(cache_dir() / frames_path)
-    if frames is None:
-        return None, f"frames file {frames_path} is missing or unreadable: rerun r10"
-    if frames.ndim != 4 or frames.shape[0] != frames_per_video or frames.shape[3] != 3 \
-            or frames.dtype != np.uint8:
-        return None, (f"frames file {frames_path} holds {frames.dtype} {frames.shape}, not "
-                      f"({frames_per_video}, size, size, 3) uint8: rerun r10 --force")
-    if image_size and frames.shape[1:3] != (image_size, image_size):
-        shrinking = frames.shape[1] > image_size
-        frames = np.stack([cv2.resize(frame, (image_size, image_size),
-                                      interpolation=cv2.INTER_AREA if shrinking
-                                      else cv2.INTER_LINEAR) for frame in frames])
-    return frames, None
-
+# ----------------------------------------------------------------------------- hashes, log-mel
 
 def extract_simple_shard(extractor: str, shard: pd.DataFrame, number: int,
                          frames_per_video: int, joined: JoinedRows, tunables: dict) -> dict:
@@ -222,9 +193,15 @@ def extract_simple_shard(extractor: str, shard: pd.DataFrame, number: int,
                     builder.put(position, failure=failure, input_digest="" if failure else None)
                     continue
                 builder.put(position, *hash_features(frames, hash_size, motion_size))
-            elif record.audio_path:
-                builder.put(position, *logmel_features(cache_dir() / record.audio_path, n_mels,
-                                                       tunables["HOP_LENGTH"], audio_steps))
+            elif record.audio_digest:
+                samples, failure = load_audio(record.filename, record.audio_digest,
+                                              tunables["AUDIO"])
+                if samples is None:
+                    builder.put(position, failure=failure, input_digest="")
+                    continue
+                builder.put(position, *logmel_features(samples, tunables["AUDIO"]["sample_rate"],
+                                                       n_mels, tunables["HOP_LENGTH"],
+                                                       audio_steps))
             else:  # no audio stream: missing, and not a failure
                 builder.put(position)
         except Exception as error:  # noqa: BLE001 - a bad input is that video's failure
@@ -491,7 +468,8 @@ def run_extractor(extractor: str, index: pd.DataFrame, workers: int, force: bool
     elif to_do:
         tunables = {"HASH_SIZE": HASH_SIZE, "MOTION_SIZE": MOTION_SIZE, "N_MELS": N_MELS,
                     "HOP_LENGTH": HOP_LENGTH, "AUDIO_STEPS": AUDIO_STEPS,
-                    "FEATURE_DTYPE": FEATURE_DTYPE}
+                    "FEATURE_DTYPE": FEATURE_DTYPE,
+                    "AUDIO": r10_audio_settings() if extractor == "audio_logmel" else {}}
         settings = {"tunables": tunables, "data": str(data_dir())}
         arguments = [(extractor, hash_text, number, shards[number], frames_per_video, force,
                       settings) for number in to_do]
@@ -536,7 +514,7 @@ def run_extractor(extractor: str, index: pd.DataFrame, workers: int, force: bool
 def _frames_per_video(index: pd.DataFrame) -> int:
     for path in index["frames_path"]:
         if path:
-            frames = read_array(cache_dir() / path)
+            frames = read_frames(cache_dir() / path)
             if frames is not None:
                 return int(frames.shape[0])
     return 1

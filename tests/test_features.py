@@ -27,6 +27,8 @@ if str(PROJECT_ROOT) not in sys.path:
 import a01_video_io as video_io  # noqa: E402
 import a02_motion_crop as motion_crop  # noqa: E402
 from a00_common import script_tunables  # noqa: E402
+from a00_io import read_frames  # noqa: E402
+from a02_hash_audio import AUDIO_STATISTIC_NAMES  # noqa: E402
 
 pytestmark = pytest.mark.skipif(shutil.which("ffmpeg") is None or shutil.which("ffprobe") is None,
                                 reason="needs ffmpeg and ffprobe")
@@ -341,16 +343,14 @@ def test_the_in_process_audio_matches_ffmpeg_to_one_step(tmp_path):
     subprocess.run(["ffmpeg", "-v", "error", "-nostdin", "-y", "-i", str(video), "-vn",
                     "-ac", "1", "-ar", "16000", "-t", "2", "-acodec", "pcm_s16le",
                     str(tmp_path / "ffmpeg.wav")], check=True, timeout=120)
-    video_io.extract_audio(video, tmp_path / "mine.wav", 16000, max_seconds=2.0)
-    mine, rate = soundfile.read(tmp_path / "mine.wav", dtype="int16")
+    mine = video_io.decode_audio(video, 16000, max_seconds=2.0)
     reference, _ = soundfile.read(tmp_path / "ffmpeg.wav", dtype="int16")
-    assert rate == 16000 and mine.ndim == 1 and len(mine) == len(reference) == 32000
+    assert mine.dtype == np.int16 and mine.ndim == 1 and len(mine) == len(reference) == 32000
     assert np.abs(mine.astype(int) - reference).max() <= 1
     assert np.abs(reference).max() > 1000           # a real tone, not silence on both sides
     make_numbered_video(tmp_path / "mute.mp4", frame_count=4)
     with pytest.raises(video_io.VideoError, match="no audio stream"):
-        video_io.extract_audio(tmp_path / "mute.mp4", tmp_path / "mute.wav", 16000, 2.0)
-    assert not (tmp_path / "mute.wav").exists()
+        video_io.decode_audio(tmp_path / "mute.mp4", 16000, 2.0)
 
 
 # ----------------------------------------------------------------------------- hashes
@@ -417,14 +417,15 @@ def test_r10_writes_frames_and_a_failure_row(preprocessed):
     index = pd.read_csv(preprocessed / "cache" / "preprocess_index.csv", dtype=str,
                         keep_default_na=False)
     assert index.columns.tolist() == ["filename", "split", "source_digest", "frames_path",
-                                      "frames_digest", "frames_decoded", "audio_path",
-                                      "audio_digest", "errors", "partial", "frames_config"]
+                                      "frames_digest", "frames_decoded", "audio_digest",
+                                      *AUDIO_STATISTIC_NAMES, "errors", "partial",
+                                      "frames_config"]
     broken = index.set_index("filename").loc["broken.mp4"]
     assert broken["frames_path"] == "" and broken["errors"]
     failures = pd.read_csv(preprocessed / "cache" / "failures.csv")
     assert failures["filename"].tolist() == ["broken.mp4"]
     clip = index.set_index("filename").loc["clip2.mp4"]
-    frames = np.load(preprocessed / "cache" / clip["frames_path"])
+    frames = read_frames(preprocessed / "cache" / clip["frames_path"])
     assert frames.shape == (4, 32, 32, 3) and frames.dtype == np.uint8
     expected = video_io.sample_frame_indices(12 + 5 * 2, 4).tolist()
     assert [read_number(frame) for frame in frames] == expected
@@ -468,7 +469,7 @@ def test_float16_features_match_the_float32_forward_pass(preprocessed, r12, monk
     folder = preprocessed / "features" / "random_lite0"
     features, statistics = np.load(folder / "features.npy"), np.load(folder / "statistics.npy")
     assert features.dtype == np.float16 and statistics.dtype == np.float32
-    frames = np.load(preprocessed / "cache" / index["frames_path"].iloc[2])
+    frames = read_frames(preprocessed / "cache" / index["frames_path"].iloc[2])
     reference = build_frame_encoder("random_lite0", 32).predict(frames.astype(np.float32),
                                                                 verbose=0)
     np.testing.assert_allclose(features[2].astype(np.float32), reference, rtol=2e-3, atol=1e-4)

@@ -25,6 +25,7 @@ if str(PROJECT_ROOT) not in sys.path:
     sys.path.insert(0, str(PROJECT_ROOT))
 
 import a03_models as models  # noqa: E402
+from a00_io import write_frames  # noqa: E402
 import a03_networks as networks  # noqa: E402
 import a03_training as training  # noqa: E402
 from a00_metric import mean_log_loss, prior_probabilities  # noqa: E402
@@ -119,8 +120,8 @@ def write_tiny_data(folder: Path) -> Path:
         frames = random.integers(0, 120, (6, FRAME_SIZE, FRAME_SIZE, 3), dtype=np.uint8)
         if chimpanzee[position]:
             frames[:, 4:10, 4:10] = 250
-        np.save(frames_folder / f"{name}.npy", frames)
-        rows.append({"filename": name, "frames_path": f"frames/tiny/{name}.npy",
+        write_frames(frames, frames_folder / f"{name}.jpg", quality=95)
+        rows.append({"filename": name, "frames_path": f"frames/tiny/{name}.jpg",
                      "frames_config": "tiny"})
     pd.DataFrame(rows).to_csv(folder / "cache" / "preprocess_index.csv", index=False)
     return folder

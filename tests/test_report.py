@@ -25,6 +25,7 @@ if str(PROJECT_ROOT) not in sys.path:
     sys.path.insert(0, str(PROJECT_ROOT))
 
 import a04_figures  # noqa: E402
+from a00_io import write_frames  # noqa: E402
 import a04_report  # noqa: E402
 import a04_report_data  # noqa: E402
 import r70_create_videos  # noqa: E402
@@ -366,9 +367,9 @@ def test_the_cameras_section_shows_each_camera_its_view_and_whether_it_was_named
     frames = np.zeros((4, 16, 16, 3), np.uint8)
     frames[..., 0] = 200
     (tmp_path / "cache" / "frames").mkdir(parents=True)
-    np.save(tmp_path / "cache" / "frames" / "a.npy", frames)
+    write_frames(frames, tmp_path / "cache" / "frames" / "a.jpg", quality=90)
     pd.DataFrame({"filename": ["a.mp4", "b.mp4", "c.mp4"],
-                  "frames_path": ["frames/a.npy", "", ""]}) \
+                  "frames_path": ["frames/a.jpg", "", ""]}) \
         .to_csv(tmp_path / "cache" / "preprocess_index.csv", index=False)
     inputs = a04_report.ReportInputs()
     inputs.metadata = pd.DataFrame({
