@@ -2,8 +2,8 @@
 
 Reads a finished data folder (the demo's by default) and sums the size of every file the
 chain wrote, by part. Per-video parts grow with the number of videos: r10's cache (frames,
-wav, probes, records), r11's metadata, each feature set of r12 (printed one by one, each
-against its own budget), the prediction tables, and the logs. Fixed parts do not: trained
+probes, records; it keeps no audio), r11's metadata, each feature set of r12 (printed one
+by one, each against its own budget), the prediction tables, and the logs. Fixed parts do not: trained
 models, reports, the submission. The input videos are the user's and are not counted.
 The per-video total is the per-video parts divided by the number of videos (train + test
 rows); the fixed parts are printed in MB.
@@ -32,7 +32,7 @@ PER_VIDEO_BUDGET_KB = 300      # everything the chain keeps per video
 PER_EXTRACTOR_BUDGET_KB = 60   # each feature set, so added backbones fit the budget
 RESULTS = PROJECT_ROOT / "bench" / "results" / "bench_storage.csv"
 # (part, folder under the data folder, grows with the number of videos)
-PARTS = [("r10 frames", "cache/frames", True), ("r10 audio (wav)", "cache/audio", True),
+PARTS = [("r10 frames", "cache/frames", True),
          ("r10 probes", "cache/probe", True), ("r10 records", "cache/preprocess", True),
          ("r10 other", "cache", True), ("r11 metadata", "metadata", True),
          ("r12 features", "features", True), ("level-1 predictions", "predictions/level1", True),
