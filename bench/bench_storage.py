@@ -3,8 +3,8 @@
 Reads a finished data folder (the demo's by default) and sums the size of every file the
 chain wrote, by part. Per-video parts grow with the number of videos: r10's cache (frames,
 probes, records; it keeps no audio), r11's metadata, each feature set of r12 (printed one
-by one, each against its own budget), the prediction tables, and the logs. Fixed parts do not: trained
-models, reports, the submission. The input videos are the user's and are not counted.
+by one, each against its own budget), the prediction tables, and the logs. Fixed parts do
+not: trained models, reports, the submission. The input videos are the user's and are not counted.
 The per-video total is the per-video parts divided by the number of videos (train + test
 rows); the fixed parts are printed in MB.
 
