@@ -168,6 +168,34 @@ def read_arrays(path: Path | str) -> dict | None:
         return None
 
 
+def write_fold_table(table: pd.DataFrame, path: Path | str) -> Path:
+    """A by-fold prediction table (columns fold, filename, then the classes) as one .npz of
+    plain arrays, atomically: float64 kept exactly, a fifth of the CSV's bytes and read
+    without parsing (with 200k clips and 5 folds the CSV would be ~0.5 GB a model)."""
+    classes = [column for column in table.columns if column not in ("fold", "filename")]
+    return write_arrays({"fold": table["fold"].to_numpy(np.int64),
+                         "filename": table["filename"].to_numpy(str),
+                         "classes": np.asarray(classes, dtype=str),
+                         "values": table[classes].to_numpy(np.float64)}, path)
+
+
+def read_fold_table(path: Path | str) -> pd.DataFrame | None:
+    """The table write_fold_table stored (None when missing or unreadable: it is redone)."""
+    arrays = read_arrays(path)
+    if arrays is None:
+        return None
+    try:
+        frame = pd.DataFrame(arrays["values"], columns=arrays["classes"].tolist())
+        frame.insert(0, "filename", arrays["filename"].astype(object))
+        frame.insert(0, "fold", arrays["fold"])
+    except (KeyError, ValueError) as error:
+        logger.warning("%s is not a by-fold table (%s): deleting it so it is recomputed", path,
+                       error)
+        Path(path).unlink(missing_ok=True)
+        return None
+    return frame
+
+
 def read_json(path: Path | str):
     path = Path(path)
     if not path.exists():

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from a00_common import level1_dir, predictions_dir
-from a00_io import read_json
+from a00_io import read_fold_table, read_json
 from a03_networks import logit
 
 STACKER_KINDS = ("lgbm", "xgb", "mlp")
@@ -32,18 +32,22 @@ LEVEL1_LOGIT_CLIP = 1e-5
 
 # ----------------------------------------------------------------------------- tables on disk
 
-# the test-row table that goes with a table of train rows, by file suffix
+# the test-row table that goes with a table of train rows, and their files' extension, by
+# file suffix
 TEST_TABLE_SUFFIX = {"oof": "test", "train_by_fold": "test_by_fold"}
+TABLE_EXTENSION = {"oof": ".csv", "train_by_fold": ".npz"}
 
 
 def models_with_tables(folder: Path, suffix: str) -> list[str]:
-    """Sorted names of the models (or stackers) with both a `<name>_<suffix>.csv` table of
-    train rows in `folder` and its test-row table (`oof` goes with `test`, `train_by_fold`
-    with `test_by_fold`): the ones whose predictions a later stage can read."""
-    test_suffix = TEST_TABLE_SUFFIX[suffix]
-    ending = f"_{suffix}.csv"
+    """Sorted names of the models (or stackers) with both a `<name>_<suffix>` table of train
+    rows in `folder` (`.csv`, or `.npz` for the by-fold tables) and its test-row table (`oof`
+    goes with `test`, `train_by_fold` with `test_by_fold`): the ones whose predictions a
+    later stage can read."""
+    test_suffix, extension = TEST_TABLE_SUFFIX[suffix], TABLE_EXTENSION[suffix]
+    ending = f"_{suffix}{extension}"
     return sorted(path.name[:-len(ending)] for path in Path(folder).glob(f"*{ending}")
-                  if (Path(folder) / f"{path.name[:-len(ending)]}_{test_suffix}.csv").exists())
+                  if (Path(folder) / f"{path.name[:-len(ending)]}_{test_suffix}{extension}")
+                  .exists())
 
 
 # ----------------------------------------------------------------------------- neighbours
@@ -108,10 +112,10 @@ def fold_views(model: str, train_names, test_names, train_folds, classes,
     """{fold g: values of every video in view g (train rows, then test rows)}: a train video
     of fold g through its OOF prediction (the fold-g model), a test video through the fold-g
     model's test prediction; rows of other folds are NaN (they are not in view g)."""
-    train = pd.read_csv(level1_dir() / f"{model}_train_by_fold.csv", dtype={"filename": str},
-                        keep_default_na=False)
-    test = pd.read_csv(level1_dir() / f"{model}_test_by_fold.csv", dtype={"filename": str},
-                       keep_default_na=False)
+    train = read_fold_table(level1_dir() / f"{model}_train_by_fold.npz")
+    test = read_fold_table(level1_dir() / f"{model}_test_by_fold.npz")
+    if train is None or test is None:
+        raise SystemExit(f"{model}'s by-fold tables are missing or unreadable: rerun r31/r40")
     views = {}
     for fold in folds:
         inside = np.asarray(train_folds) == fold
@@ -119,9 +123,9 @@ def fold_views(model: str, train_names, test_names, train_folds, classes,
             [name for name, own in zip(train_names, inside) if own])
         test_part = test[test["fold"] == fold].set_index("filename").reindex(list(test_names))
         if train_part[classes].isna().any().any():
-            raise SystemExit(f"{model}_train_by_fold.csv lacks fold {fold}'s own rows; rerun r31")
+            raise SystemExit(f"{model}_train_by_fold.npz lacks fold {fold}'s own rows; rerun r31")
         if test_part[classes].isna().any().any():
-            raise SystemExit(f"{model}_test_by_fold.csv lacks fold {fold}; rerun r40")
+            raise SystemExit(f"{model}_test_by_fold.npz lacks fold {fold}; rerun r40")
         values = np.full((len(train_names) + len(test_names), len(classes)), np.nan)
         values[np.flatnonzero(inside)] = train_part[classes].to_numpy(float)
         values[len(train_names):] = test_part[classes].to_numpy(float)
@@ -264,7 +268,10 @@ def _owner(column: str, classes: list[str]):
 def _by_fold_table(path: str, modified_ns: int, size: int) -> pd.DataFrame:
     """A by-fold table, parsed once for all the folds read from it (keyed on the file's
     modification time and size, so a rewritten file is read again)."""
-    return pd.read_csv(path, dtype={"filename": str}, keep_default_na=False, na_values=[""])
+    table = read_fold_table(path)
+    if table is None:
+        raise SystemExit(f"{path} is unreadable: rerun r31/r40")
+    return table
 
 
 def read_fold_rows(path, filenames, fold: int, what: str) -> pd.DataFrame:
@@ -310,7 +317,7 @@ def build_feature_table(split: str, filenames, classes: list[str], models: list[
         what = f"rerun r31/r40 for {model}"
         table = read_rows(level1_dir() / f"{model}_oof.csv", filenames, what) \
             if split == "train" else \
-            read_fold_rows(level1_dir() / f"{model}_test_by_fold.csv", filenames, fold, what)
+            read_fold_rows(level1_dir() / f"{model}_test_by_fold.npz", filenames, fold, what)
         probabilities.append(table[classes].to_numpy(np.float64))
         parts.append(pd.DataFrame(logit(probabilities[-1], LEVEL1_LOGIT_CLIP),
                                   columns=[f"l1:{model}:{c}" for c in classes]))

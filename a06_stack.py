@@ -23,7 +23,7 @@ from a00_io import (atomic_path, file_digest, read_frames, read_json, read_stamp
                     write_csv, write_json)
 
 
-STACK_FORMAT = "trapstack-stack/1"
+STACK_FORMAT = "trapstack-stack/2"  # 2: by-fold tables as .npz, frames as JPEG
 # packages whose model files a stack holds: another major.minor may read them differently
 CHECKED_PACKAGES = ("keras", "tensorflow", "lightgbm", "xgboost")
 RECORDED_PACKAGES = CHECKED_PACKAGES + ("numpy", "pandas", "scikit-learn", "av",
@@ -136,7 +136,7 @@ def export_stack(source: Path, destination: Path) -> Path:
                            else []))
         for name in neighbor_models:
             _copy_files(source / "predictions" / "level1", stack / "level1",
-                        [f"{name}_train_by_fold.csv"])
+                        [f"{name}_train_by_fold.npz"])
         extractor_configs = {}
         for name in sorted(extractors):
             config = read_json(source / "features" / name / "config.json")

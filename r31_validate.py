@@ -4,7 +4,7 @@ Reads   models/<model>/config.json + fold<k>.* (r21), metadata/folds.csv, input/
         the model's inputs (r12 features or r10 frames)
 Writes  predictions/level1/<model>_oof.csv   every train video exactly once, predicted by the
                                              fold model that did not see it
-        predictions/level1/<model>_train_by_fold.csv   fold, filename, classes: each fold
+        predictions/level1/<model>_train_by_fold.npz   fold, filename, classes: each fold
                                              model on every train video (r48 uses these so a
                                              video's neighbour features never use its fold)
         predictions/level1/<model>_oof.json  stamp (model config hash + TTA settings), loss
@@ -29,7 +29,8 @@ import a03_models
 from a00_common import (append_scores, level1_dir, load_folds, load_train_labels, logger,
                         models_dir, parse_config, run_main)
 from a00_metric import mean_log_loss, prediction_frame
-from a00_io import log_outcome, outdated_reason, write_csv, write_json, write_stamp
+from a00_io import (log_outcome, outdated_reason, write_csv, write_fold_table, write_json,
+                    write_stamp)
 from a03_models import (get_spec, models_to_predict, prediction_stamp, prediction_tables,
                         trained_config)
 
@@ -46,7 +47,7 @@ def validate_model(name: str, force: bool, time_augmentation: int,
     config = trained_config(name, fold_numbers, "r31")
     stamp = prediction_stamp(config["config_hash"], time_augmentation, flip_augmentation)
     # the trained state covers the train rows' inputs, labels and folds
-    outputs = [output, level1_dir() / f"{name}_train_by_fold.csv", output.with_suffix(".json")]
+    outputs = [output, level1_dir() / f"{name}_train_by_fold.npz", output.with_suffix(".json")]
     made_from = {"predictions": stamp}
     reason = outdated_reason(outputs, made_from, force)
     log_outcome(f"r31 {name}", reason)
@@ -69,7 +70,7 @@ def validate_model(name: str, force: bool, time_augmentation: int,
     loss = mean_log_loss(labels, predictions)
     scores.append({"stage": "r31_level1", "model": name, "fold": "all", "log_loss": loss,
                    "rows": len(labels), "config_hash": stamp})
-    write_csv(by_fold, level1_dir() / f"{name}_train_by_fold.csv")
+    write_fold_table(by_fold, level1_dir() / f"{name}_train_by_fold.npz")
     write_csv(prediction_frame(labels_table["filename"], classes, predictions), output)
     write_json({"stamp": stamp, "log_loss": loss}, output.with_suffix(".json"))
     write_stamp(outputs, made_from)

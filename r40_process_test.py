@@ -3,7 +3,7 @@
 Reads   models/<model>/config.json + fold<k>.* (r21), metadata/folds.csv,
         input/submission_format.csv, the model's inputs (r12 features or r10 frames)
 Writes  predictions/level1/<model>_test.csv   every submission row, in submission order
-        predictions/level1/<model>_test_by_fold.csv   fold, filename, classes: each fold
+        predictions/level1/<model>_test_by_fold.npz   fold, filename, classes: each fold
                                                model's own test predictions (for r48)
         predictions/level1/<model>_test.json  stamp: model config hash + TTA settings
 Cost    seconds per model (inference only; K fold models × TTA views).
@@ -20,8 +20,8 @@ from __future__ import annotations
 import a03_models
 from a00_common import (level1_dir, load_folds, load_submission_format, load_train_labels, logger,
                         models_dir, parse_config, run_main)
-from a00_io import (digest_text, log_outcome, outdated_reason, read_json, write_csv, write_json,
-                    write_stamp)
+from a00_io import (digest_text, log_outcome, outdated_reason, read_json, write_csv,
+                    write_fold_table, write_json, write_stamp)
 from a03_models import (get_spec, input_digest, models_to_predict, prediction_stamp,
                         prediction_tables, trained_config)
 
@@ -41,7 +41,7 @@ def process_model(name: str, force: bool, time_augmentation: int,
     spec = get_spec(name)
     submission = load_submission_format(classes)
     test_names = submission["filename"].tolist()
-    outputs = [output, level1_dir() / f"{name}_test_by_fold.csv", output.with_suffix(".json")]
+    outputs = [output, level1_dir() / f"{name}_test_by_fold.npz", output.with_suffix(".json")]
     # the trained state, and the test rows with the content digests of their inputs
     made_from = {"predictions": stamp, "test_rows": digest_text(test_names),
                  "test_inputs": input_digest(spec, test_names) if test_names else ""}
@@ -52,7 +52,7 @@ def process_model(name: str, force: bool, time_augmentation: int,
     by_fold, predictions = prediction_tables(spec, test_names, models_dir(name), folds, classes,
                                              config["settings"], time_augmentation,
                                              flip_augmentation)
-    write_csv(by_fold, level1_dir() / f"{name}_test_by_fold.csv")
+    write_fold_table(by_fold, level1_dir() / f"{name}_test_by_fold.npz")
     write_csv(predictions, output)
     # the test-time views too: a stack exported by r80 predicts new clips the same way
     write_json({"stamp": stamp, "folds": folds,

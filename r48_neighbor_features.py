@@ -8,7 +8,7 @@ mean level-1 prediction of the ±K nearest neighbours for several K, the previou
 video's prediction, and the time gaps to them.
 
 Reads   metadata/metadata.csv (capture_time, camera), metadata/folds.csv,
-        predictions/level1/<model>_train_by_fold.csv and <model>_test_by_fold.csv (r31, r40)
+        predictions/level1/<model>_train_by_fold.npz and <model>_test_by_fold.npz (r31, r40)
 Writes  predictions/neighbors_oof.csv    train videos: filename + features
         predictions/neighbors_test.csv   test videos: filename, view (the fold whose view it
                                          read) + features

@@ -1,6 +1,6 @@
 """r50 — second-level stackers over every first-level model, the metadata and the neighbours.
 
-Reads   predictions/level1/<model>_oof.csv and _test_by_fold.csv (r31, r40),
+Reads   predictions/level1/<model>_oof.csv and _test_by_fold.npz (r31, r40),
         neighbors_{oof,test}.csv (r48), metadata/metadata.csv (r11),
         features/{hashes,audio_logmel}/ statistics (r12), metadata/folds.csv,
         input/train_labels.csv, input/submission_format.csv

@@ -270,7 +270,8 @@ def main() -> None:
     # test rows asked for, the demo's hidden labels, the settings, the report's other inputs
     inputs = {"members": members, "settings": args.config,
               "tables": {path.name: file_digest(path) for directory in (level1_dir(), level2_dir())
-                         if directory.is_dir() for path in sorted(directory.glob("*.csv"))},
+                         if directory.is_dir()
+                         for path in sorted([*directory.glob("*.csv"), *directory.glob("*.npz")])},
               "neighbors": {name: optional_file_digest(predictions_dir() / name)
                             for name in ("neighbors_oof.csv", "neighbors_test.csv")},
               # the metadata and statistics rows the adversarial classifiers read

@@ -53,7 +53,8 @@ import pandas as pd
 
 from a00_common import InputError, PROJECT_ROOT, data_dir, logger, parse_config, run_main
 from a00_metric import prediction_frame, read_prediction_table
-from a00_io import digest_text, read_json, write_csv, write_json, write_text_if_changed
+from a00_io import (digest_text, read_json, write_csv, write_fold_table, write_json,
+                    write_text_if_changed)
 from a06_stack import StackError, check_stack, export_stack, open_stack
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".asf", ".wmv", ".mov", ".mkv", ".m4v", ".mpg", ".mpeg",
@@ -251,13 +252,13 @@ def predict_clips(stack: Path, manifest: dict, work: Path, names: list[str]) -> 
         by_fold, mean = prediction_tables(get_spec(name), names, stack / "models" / name,
                                           model["folds"], classes, config["settings"],
                                           tta["time_augmentation"], tta["flip_augmentation"])
-        write_csv(by_fold, level1 / f"{name}_test_by_fold.csv")
+        write_fold_table(by_fold, level1 / f"{name}_test_by_fold.npz")
         write_csv(mean, level1 / f"{name}_test.csv")
     training = pd.read_csv(stack / "training_clips.csv", dtype=str, keep_default_na=False)
     if manifest["neighbors"]:
         for name in manifest["neighbors"]["models"]:
-            shutil.copy2(stack / "level1" / f"{name}_train_by_fold.csv",
-                         level1 / f"{name}_train_by_fold.csv")
+            shutil.copy2(stack / "level1" / f"{name}_train_by_fold.npz",
+                         level1 / f"{name}_train_by_fold.npz")
         settings = manifest["neighbors"]["settings"]
         metadata = pd.read_csv(work / "metadata" / "metadata.csv", dtype=str,
                                keep_default_na=False)[["filename", "camera", "capture_time"]]

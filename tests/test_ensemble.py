@@ -139,7 +139,8 @@ def test_neighbour_columns_belong_to_the_longest_matching_class():
 
 def test_models_with_tables_need_the_train_table_and_its_test_twin(tmp_path):
     for name in ("b_oof.csv", "b_test.csv", "a_oof.csv", "a_test.csv", "only_oof_oof.csv",
-                 "a_train_by_fold.csv", "a_test_by_fold.csv", "c_train_by_fold.csv"):
+                 "a_train_by_fold.npz", "a_test_by_fold.npz", "c_train_by_fold.npz",
+                 "b_train_by_fold.csv", "b_test_by_fold.csv"):
         (tmp_path / name).write_text("filename\n")
     assert stacking.models_with_tables(tmp_path, "oof") == ["a", "b"]
     assert stacking.models_with_tables(tmp_path, "train_by_fold") == ["a"]

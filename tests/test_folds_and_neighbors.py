@@ -7,6 +7,7 @@ import pytest
 
 import r11_get_metadata_table as r11
 import a05_stacking as stacking
+from a00_io import write_fold_table
 import r48_neighbor_features as r48
 
 
@@ -112,8 +113,8 @@ def _write_level1(folder, model, train, test, fold_of_train, classes, in_sample_
         test_frame.insert(0, "filename", test)
         test_frame.insert(0, "fold", fold)
         test_rows.append(test_frame)
-    pd.concat(train_rows).to_csv(folder / f"{model}_train_by_fold.csv", index=False)
-    pd.concat(test_rows).to_csv(folder / f"{model}_test_by_fold.csv", index=False)
+    write_fold_table(pd.concat(train_rows), folder / f"{model}_train_by_fold.npz")
+    write_fold_table(pd.concat(test_rows), folder / f"{model}_test_by_fold.npz")
 
 
 def test_no_label_of_a_videos_own_fold_reaches_its_neighbour_features(tmp_path, monkeypatch):
@@ -166,12 +167,12 @@ def test_each_video_reads_its_neighbours_through_one_fold_view(tmp_path, monkeyp
     monkeypatch.setenv("TRAPSTACK_DATA", str(tmp_path))
     level1 = tmp_path / "predictions" / "level1"
     level1.mkdir(parents=True)
-    pd.DataFrame([{"fold": g, "filename": name, "bird": 100 * g + i}
-                  for g in (0, 1) for i, name in enumerate(train)]).to_csv(
-        level1 / "model_train_by_fold.csv", index=False)
-    pd.DataFrame([{"fold": g, "filename": name, "bird": 100 * g + 50 + j}
-                  for g in (0, 1) for j, name in enumerate(test)]).to_csv(
-        level1 / "model_test_by_fold.csv", index=False)
+    write_fold_table(pd.DataFrame([{"fold": g, "filename": name, "bird": 100 * g + i}
+                                   for g in (0, 1) for i, name in enumerate(train)]),
+                     level1 / "model_train_by_fold.npz")
+    write_fold_table(pd.DataFrame([{"fold": g, "filename": name, "bird": 100 * g + 50 + j}
+                                   for g in (0, 1) for j, name in enumerate(test)]),
+                     level1 / "model_test_by_fold.npz")
     train_table, test_table = stacking.build_features(
         train, test, classes, folds, metadata, ["model"], (1,), per_model=False)
     # view 0, in time: t0 (0), t2 (2), x0 (50), t4 (4), x1 (51)

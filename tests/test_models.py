@@ -25,7 +25,7 @@ if str(PROJECT_ROOT) not in sys.path:
     sys.path.insert(0, str(PROJECT_ROOT))
 
 import a03_models as models  # noqa: E402
-from a00_io import write_frames  # noqa: E402
+from a00_io import read_fold_table, write_frames  # noqa: E402
 import a03_networks as networks  # noqa: E402
 import a03_training as training  # noqa: E402
 from a00_metric import mean_log_loss, prior_probabilities  # noqa: E402
@@ -617,7 +617,7 @@ def test_two_folds_in_parallel_write_what_a_sequential_run_writes(tmp_path):
     pd.testing.assert_frame_equal(*oof, atol=1e-6)
     filenames, labels = train_labels(sequential)
     assert oof[0]["filename"].tolist() == filenames
-    by_fold = pd.read_csv(sequential / level1 / "gru_effnet_lite0_train_by_fold.csv")
+    by_fold = read_fold_table(sequential / level1 / "gru_effnet_lite0_train_by_fold.npz")
     assert len(by_fold) == FOLDS * TRAIN_VIDEOS and list(by_fold.columns[:2]) == ["fold",
                                                                                 "filename"]
     scores = pd.read_csv(sequential / "reports" / "scores.csv")
@@ -627,7 +627,7 @@ def test_two_folds_in_parallel_write_what_a_sequential_run_writes(tmp_path):
 
     run_script("r40_process_test.py", sequential, "--model", "gru_effnet_lite0")
     test = pd.read_csv(sequential / level1 / "gru_effnet_lite0_test.csv")
-    test_by_fold = pd.read_csv(sequential / level1 / "gru_effnet_lite0_test_by_fold.csv")
+    test_by_fold = read_fold_table(sequential / level1 / "gru_effnet_lite0_test_by_fold.npz")
     assert test["filename"].tolist() == submission_names(sequential)
     fold_tables = [table[CLASSES].to_numpy() for _, table in test_by_fold.groupby("fold")]
     assert len(fold_tables) == FOLDS

@@ -67,9 +67,12 @@ def prediction_tables(data: Path, by_fold: bool = False,
                       under: str = "") -> dict[str, pd.DataFrame]:
     """Every prediction table of a finished chain and the submission, by relative path
     (only those whose path starts with `under`, when given)."""
-    paths = sorted((data / "predictions").rglob("*.csv")) + \
+    from a00_io import read_fold_table
+    paths = sorted([*(data / "predictions").rglob("*.csv"),
+                    *(data / "predictions").rglob("*_by_fold.npz")]) + \
         [data / "submissions" / "submission.csv"]
-    return {str(p.relative_to(data)): pd.read_csv(p) for p in paths
+    return {str(p.relative_to(data)): read_fold_table(p) if p.suffix == ".npz" else pd.read_csv(p)
+            for p in paths
             if (by_fold or "by_fold" not in p.name) and str(p.relative_to(data)).startswith(under)}
 
 
