@@ -49,7 +49,7 @@ def test_an_exported_stack_holds_models_and_settings_but_no_frames_or_videos(exp
     with tarfile.open(exported) as archive:
         names = archive.getnames()
         manifest = json.load(archive.extractfile("manifest.json"))
-    assert not [n for n in names if n.endswith((".npy", ".mp4", ".wav"))]
+    assert not [n for n in names if n.endswith((".npy", ".jpg", ".mp4", ".wav", ".flac"))]
     assert set(manifest["files"]) == set(names) - {"manifest.json"}
     assert manifest["settings"]["r10"]["FRAMES_PER_VIDEO"] == 8   # the tiny chain's setting
     assert {"gru_effnet_lite0", "lgbm_tabular"} <= set(manifest["models"])
