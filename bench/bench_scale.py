@@ -13,13 +13,15 @@ size (no disk is written for them).
 Then each stage runs as its own process with `--data`, as run_all would start it:
   r11        metadata and N_FOLDS folds
   r21 HEAD   one Keras head, fold 0 only, HEAD_EPOCHS epoch(s), no warm-up
-  r21 lgbm   lgbm_tabular, every fold (in one process), r21's own settings
+  r21 lgbm   lgbm_tabular, every fold (in one process), cheapened: at most GBM_ROUNDS
+             rounds, early stopping after GBM_PATIENCE (r21's defaults: 400 and 30)
   r31, r40   lgbm_tabular only (the Keras head has one fold, and r31/r40 need every fold)
   r48        neighbour features from lgbm_tabular
   r50        STACKER only, cheapened: STACKER_ROUNDS rounds at most, early stopping after
              STACKER_PATIENCE (r50's defaults are 600 and 50, and it also fits xgb and mlp)
-  r60        the ensemble, with its report and adversarial validation (ADVERSARIAL_ROUNDS
-             rounds instead of 100)
+  r60        the ensemble and its report, cheapened: adversarial validation on at most
+             ADVERSARIAL_MAX_ROWS rows a split with ADVERSARIAL_ROUNDS rounds (r60's
+             defaults: 20000 and 100; both caps make that part's cost flat in N)
 Each stage's wall time and the peak of its process tree's private memory are measured
 (sampled every SAMPLE_SECONDS from /proc): RssAnon, the pages the job itself owns, and USS
 (private pages, which also counts file pages of a memory map that only this job has
@@ -27,7 +29,7 @@ touched: those are the OS's cache, not the job's, so RssAnon is the measure). It
 the bytes of the files it wrote. The last line gives, per stage, the RSS ratio of the two
 largest sizes (goal <= 1.2 where the output does not grow) and the extrapolation to
 EXTRAPOLATE_TO clips: disk (per part the larger of this run's bytes per video and the demo
-chain's in bench_storage.csv, which also has r10's frames and wav that this run lacks),
+chain's in bench_storage.csv, which also has r10's frames, which this run lacks),
 the largest job's memory (linear in N through the two largest sizes) and hours on 2 cores:
 the stages as run here (linear likewise), r10 and r12 at the speeds of bench_features.csv
 and r12's docstring, and the default r21 schedule if every Keras head cost what HEAD costs.
@@ -72,9 +74,12 @@ N_FOLDS = 2                    # r11's folds (the chain's default is 5)
 HEAD = "gru_effnet_lite0"      # the Keras head whose fold 0 is trained
 HEAD_EPOCHS = 1
 STACKER = "lgbm"               # the one r50 stacker fitted
-STACKER_ROUNDS = 100           # r50's --lgbm_rounds and --xgb_rounds
-STACKER_PATIENCE = 20          # r50's --early_stopping_rounds
+STACKER_ROUNDS = 40            # r50's --lgbm_rounds and --xgb_rounds
+STACKER_PATIENCE = 10          # r50's --early_stopping_rounds
+GBM_ROUNDS = 60                # r21's --gbm_n_estimators (lgbm_tabular)
+GBM_PATIENCE = 10              # r21's --gbm_early_stopping_rounds
 ADVERSARIAL_ROUNDS = 30        # r60's --adversarial_rounds
+ADVERSARIAL_MAX_ROWS = 5000    # r60's --adversarial_max_rows
 SAMPLE_SECONDS = 0.05          # memory sampling interval
 # OpenMP threads that sleep while they wait (LightGBM in r21, r50, r60): spinning ones, the
 # default, made r50 twenty times slower on 2 cores that other jobs shared; "" = the default
@@ -177,9 +182,11 @@ def probe_of(clip) -> dict:
                        "bit_rate": str(bit_rate), "tags": {}}}
 
 
-def write_r10_outputs(clips: pd.DataFrame) -> str:
-    """r10's probes, preprocess_index.csv and preprocess_settings.json; returns the frames
-    config hash (no frames are written: no stage run here reads them)."""
+def write_r10_outputs(clips: pd.DataFrame, random: np.random.Generator) -> str:
+    """r10's probes, preprocess_index.csv (with its audio statistics) and
+    preprocess_settings.json; returns the frames config hash (no frames are written: no
+    stage run here reads them)."""
+    from a02_hash_audio import AUDIO_STATISTIC_NAMES
     settings = {"FRAMES_PER_VIDEO": STEPS, "FRAME_SIZE": 224, "synthetic": True}
     frames_config = config_hash(settings)
     for clip in clips.itertuples():
@@ -188,17 +195,21 @@ def write_r10_outputs(clips: pd.DataFrame) -> str:
         path.parent.mkdir(parents=True, exist_ok=True)
         # plain writes: 80k atomic renames would cost more than every stage measured here
         path.write_text(json.dumps({"summary": summarize_probe(probe), "probe": probe}))
-    names = clips["filename"]
+    names, readable, audio = clips["filename"], clips["readable"], clips["has_audio"]
     index = pd.DataFrame({
         "filename": names, "split": clips["split"],
         "source_digest": [short_digest("source/" + name) for name in names],
-        "frames_path": np.where(clips["readable"], "frames/" + frames_config + "/" + names
-                                + ".npy", ""),
-        "frames_digest": np.where(clips["readable"], [short_digest("frames/" + name)
-                                                      for name in names], ""),
-        "frames_decoded": np.where(clips["readable"], STEPS, 0), "audio_path": "",
-        "audio_digest": "", "errors": np.where(clips["readable"], "", "frames: synthetic"),
-        "partial": "", "frames_config": frames_config})
+        "frames_path": np.where(readable, "frames/" + frames_config + "/" + names + ".jpg", ""),
+        "frames_digest": np.where(readable, [short_digest("frames/" + name) for name in names],
+                                  ""),
+        "frames_decoded": np.where(readable, STEPS, 0),
+        "audio_digest": np.where(audio, [short_digest("audio/" + name) for name in names], "")})
+    for name in AUDIO_STATISTIC_NAMES:   # loudness statistics, as r10 measures them
+        values = random.random(len(clips)) < 0.1 if name == "audio_silent" else \
+            15.0 if name == "audio_seconds" else random.random(len(clips)) * 0.3
+        index[name] = np.where(audio, pd.Series(values, index=clips.index).astype(str), "")
+    index["errors"] = np.where(readable, "", "frames: synthetic")
+    index["partial"], index["frames_config"] = "", frames_config
     write_csv(index, probe_cache_path("x").parents[1] / "preprocess_index.csv")
     write_json({"settings": settings, "frames_config": frames_config},
                probe_cache_path("x").parents[1] / "preprocess_settings.json")
@@ -244,7 +255,7 @@ def synthesise(count: int) -> None:
     random = np.random.default_rng(count)
     clips = draw_clips(count, random)
     write_inputs(clips)
-    frames_config = write_r10_outputs(clips)
+    frames_config = write_r10_outputs(clips, random)
     no_frames = ~clips["readable"].to_numpy()
     write_feature_set("effnet_lite0", clips, no_frames, (STEPS, LITE0_DIMENSION), np.float16,
                       [f"{kind}_{i}" for kind in ("mean", "max") for i in range(LITE0_DIMENSION)],
@@ -333,6 +344,8 @@ def run_stage(script: str, arguments: list, data: Path, log: Path) -> dict:
     return {"wall_seconds": round(seconds, 1), "peak_rss_anon_mib": round(peak_anonymous / 1024, 1),
             "peak_uss_mib": round(peak_unique / 1024, 1),
             "output_mib": round(output / 2**20, 2),
+            # other jobs on the machine slow the stages down: the load says how much
+            "load_1min": round(os.getloadavg()[0], 2),
             "status": "ok" if process.returncode == 0 else
             f"failed ({process.returncode}): {lines[-1][:300]}"}
 
@@ -343,14 +356,17 @@ def stages() -> list[tuple[str, str, list]]:
         ("r11 metadata and folds", "r11_get_metadata_table.py", ["--n_folds", N_FOLDS]),
         (f"r21 {HEAD} fold 0", "r21_train_models.py",
          ["--model", HEAD, "--fold", 0, "--epochs", HEAD_EPOCHS, "--warmup_epochs", 0]),
-        ("r21 lgbm_tabular all folds", "r21_train_models.py", ["--model", "lgbm_tabular"]),
+        ("r21 lgbm_tabular all folds", "r21_train_models.py",
+         ["--model", "lgbm_tabular", "--gbm_n_estimators", GBM_ROUNDS,
+          "--gbm_early_stopping_rounds", GBM_PATIENCE]),
         ("r31 lgbm_tabular", "r31_validate.py", ["--model", "lgbm_tabular"]),
         ("r40 lgbm_tabular", "r40_process_test.py", ["--model", "lgbm_tabular"]),
         ("r48 neighbours", "r48_neighbor_features.py", []),
         (f"r50 {STACKER}", "r50_second_level.py",
          ["--stacker", STACKER, "--lgbm_rounds", STACKER_ROUNDS, "--xgb_rounds", STACKER_ROUNDS,
           "--early_stopping_rounds", STACKER_PATIENCE]),
-        ("r60 ensemble", "r60_ensemble.py", ["--adversarial_rounds", ADVERSARIAL_ROUNDS]),
+        ("r60 ensemble", "r60_ensemble.py", ["--adversarial_rounds", ADVERSARIAL_ROUNDS,
+                                             "--adversarial_max_rows", ADVERSARIAL_MAX_ROWS]),
     ]
 
 
@@ -360,7 +376,7 @@ def storage_part(relative: str) -> tuple[str, bool]:
     """The part of bench_storage.csv a file belongs to, and whether it grows per video."""
     top, second = (relative.split("/") + ["", ""])[:2]
     if top == "cache":
-        return {"probe": "r10 probes", "frames": "r10 frames", "audio": "r10 audio (wav)",
+        return {"probe": "r10 probes", "frames": "r10 frames",
                 "preprocess": "r10 records"}.get(second, "r10 other"), True
     if top == "features":
         return f"r12 {second}", True

@@ -23,6 +23,8 @@ import pytest
 from tiny_chain import (PROJECT_ROOT, copy_input, copy_through, run_all, run_script,
                         stage_arguments)
 
+from a00_io import read_frames
+
 pytestmark = pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs ffmpeg")
 
 
@@ -158,7 +160,7 @@ def test_awkward_but_valid_videos_are_used_not_failed(bad_run):
 def test_rotated_video_frames_are_turned_upright(bad_run):
     data, _, _ = bad_run
     index = pd.read_csv(data / "cache" / "preprocess_index.csv", keep_default_na=False)
-    frames = {row.filename: np.load(data / "cache" / row.frames_path)
+    frames = {row.filename: read_frames(data / "cache" / row.frames_path)
               for row in index.itertuples() if row.filename in ("rotated_phone.mp4",
                                                                 "odd_17x9.mp4")}
     rotated = frames["rotated_phone.mp4"][0].astype(float)
