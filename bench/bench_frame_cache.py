@@ -11,7 +11,8 @@ in QUALITIES (a00_io.write_frames, the format r10 writes), and measures per qual
                     (BACKBONE, averaged over frames and videos)
   pooled_cosine     cosine of the clip's mean+max pooled features, JPEG against raw
 
-and, for scale beyond the synthetic demo scenes, the size of 16 frames of scikit-learn's two
+a noise floor (the same measures for frames changed by at most one grey level), and, for
+scale beyond the synthetic demo scenes, the size of 16 frames of scikit-learn's two
 sample photographs (natural images, 224² area-resized) at each quality.
 
 Writes  bench/results/frame_cache.csv   one row per quality and image source (appended)
@@ -71,6 +72,30 @@ def pooled(features: np.ndarray) -> np.ndarray:
     return np.concatenate([features.mean(axis=0), features.max(axis=0)])
 
 
+def drift_and_cosine(encoded: np.ndarray, reference: np.ndarray) -> tuple[float, float]:
+    drift = np.mean(np.linalg.norm(encoded - reference, axis=1)
+                    / np.maximum(np.linalg.norm(reference, axis=1), 1e-9))
+    first, second = pooled(encoded), pooled(reference)
+    return float(drift), float(first @ second / max(np.linalg.norm(first)
+                                                   * np.linalg.norm(second), 1e-9))
+
+
+def noise_floor(clips, raw, features) -> dict:
+    """The same measures for frames changed by at most one grey level (random ±1): what
+    any perturbation does to the backbone, the scale against which JPEG's drift reads."""
+    generator = np.random.default_rng(0)
+    measures, quality_psnr = [], []
+    for frames, reference in zip(clips, raw, strict=True):
+        noisy = np.clip(frames.astype(np.int16) + generator.integers(-1, 2, frames.shape),
+                        0, 255).astype(np.uint8)
+        quality_psnr.append(psnr(frames, noisy))
+        measures.append(drift_and_cosine(features(noisy), reference))
+    return {"source": "data, ±1 grey-level noise", "videos": len(clips), "quality": np.nan,
+            "kb_per_video": np.nan, "psnr_db": np.mean(quality_psnr),
+            "feature_drift": np.mean([m[0] for m in measures]),
+            "pooled_cosine": np.mean([m[1] for m in measures])}
+
+
 def sample_photo_frames() -> np.ndarray:
     import cv2
     from sklearn.datasets import load_sample_images
@@ -93,7 +118,7 @@ def main() -> None:
 
     raw = [features(frames) for frames in clips]
     photos = sample_photo_frames()
-    rows = []
+    rows = [noise_floor(clips, raw, features)]
     with tempfile.TemporaryDirectory() as folder:
         for quality in QUALITIES:
             sizes, quality_psnr, drift, cosine = [], [], [], []
@@ -101,12 +126,9 @@ def main() -> None:
                 restored, size = round_trip(frames, quality, Path(folder))
                 sizes.append(size)
                 quality_psnr.append(psnr(frames, restored))
-                encoded = features(restored)
-                drift.append(np.mean(np.linalg.norm(encoded - reference, axis=1)
-                                     / np.maximum(np.linalg.norm(reference, axis=1), 1e-9)))
-                first, second = pooled(encoded), pooled(reference)
-                cosine.append(first @ second / max(np.linalg.norm(first)
-                                                   * np.linalg.norm(second), 1e-9))
+                clip_drift, clip_cosine = drift_and_cosine(features(restored), reference)
+                drift.append(clip_drift)
+                cosine.append(clip_cosine)
             rows.append({"source": "data", "videos": len(clips), "quality": quality,
                          "kb_per_video": np.mean(sizes) / 1024, "psnr_db": np.mean(quality_psnr),
                          "feature_drift": np.mean(drift), "pooled_cosine": np.mean(cosine)})
