@@ -85,8 +85,9 @@ class StoredRows:
 
 def load_feature_set(extractor: str, filenames, fill_missing: float | None = None) -> dict:
     """Per-step features (as StoredRows: read batch by batch; the rows of videos without
-    input read as `fill_missing` when given), per-video statistics and the missing flag of
-    `filenames`, in order."""
+    input read as `fill_missing` when given), per-video statistics (StoredRows too: a
+    sequence head never reads them, and for Lite0 they are 10 KB a video) and the missing
+    flag of `filenames`, in order."""
     folder = features_dir(extractor)
     index_path = folder / "index.csv"
     index = read_feature_index(extractor)
@@ -103,7 +104,7 @@ def load_feature_set(extractor: str, filenames, fill_missing: float | None = Non
     config = read_json(folder / "config.json") or {}
     missing = index["missing"].to_numpy()[selected].astype(np.float32)
     return {"steps": StoredRows(features, selected, missing > 0, fill_missing),
-            "statistics": np.asarray(statistics[selected], dtype=np.float32),
+            "statistics": StoredRows(statistics, selected),
             "missing": missing,
             "statistic_names": config.get("statistic_names"),
             "hash": config.get("hash", "")}
@@ -131,13 +132,15 @@ def load_tabular(filenames) -> pd.DataFrame:
     columns["camera_code"] = pd.to_numeric(metadata["camera_code"], errors="coerce") \
         .to_numpy(np.float64)
     hashes = load_feature_set("hashes", filenames)
-    names = hashes["statistic_names"] or [f"hash_{i}" for i in range(hashes["statistics"].shape[1])]
+    statistics = np.asarray(hashes["statistics"], dtype=np.float32)
+    names = hashes["statistic_names"] or [f"hash_{i}" for i in range(statistics.shape[1])]
     for position, name in enumerate(names):
-        columns[name] = hashes["statistics"][:, position]
+        columns[name] = statistics[:, position]
     columns["frames_missing"] = hashes["missing"]
     audio = load_feature_set("audio_logmel", filenames)
-    for position in range(audio["statistics"].shape[1]):
-        columns[f"logmel_{position}"] = audio["statistics"][:, position]
+    statistics = np.asarray(audio["statistics"], dtype=np.float32)
+    for position in range(statistics.shape[1]):
+        columns[f"logmel_{position}"] = statistics[:, position]
     columns["audio_missing"] = audio["missing"]
     table = pd.DataFrame(columns, index=metadata.index)
     table.index.name = "filename"

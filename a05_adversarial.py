@@ -44,10 +44,12 @@ def _group_aucs(matrix: np.ndarray, target: np.ndarray, visits: np.ndarray, grou
                   "min_data_in_leaf": 10, "feature_fraction": 0.5, "lambda_l2": 1.0,
                   "verbose": -1, "num_threads": threads, "seed": seed, "deterministic": True,
                   "force_row_wise": True}
+    # an integer seed gives the same splits on every call: made once for all the groups
+    splits = list(splitter.split(matrix, target, visits))
     aucs = {}
     for group, indices in groups.items():
         scores = np.zeros(len(target))
-        for fit, held in splitter.split(matrix, target, visits):
+        for fit, held in splits:
             booster = lightgbm.train(parameters, lightgbm.Dataset(
                 matrix[np.ix_(fit, indices)], target[fit]), rounds)
             scores[held] = booster.predict(matrix[np.ix_(held, indices)])
@@ -77,16 +79,17 @@ def adversarial_validation(train: pd.DataFrame, test: pd.DataFrame, train_visits
     empty = (pd.DataFrame(columns=["group", "inputs", "auc", "standard_error", "null_draw",
                                    "null_auc", "null_standard_error", "mismatch"]),
              pd.DataFrame(columns=["input", "group", "auc"]))
-    train_values = train[columns].to_numpy(np.float32)
-    test_values = test[columns].to_numpy(np.float32)
     train_visits = np.char.add("train:", np.asarray(train_visits).astype(str))
     test_visits = np.char.add("test:", np.asarray(test_visits).astype(str))
-    if len(train_values) > max_rows:
-        keep = np.sort(random.choice(len(train_values), max_rows, replace=False))
-        train_values, train_visits = train_values[keep], train_visits[keep]
-    if len(test_values) > max_rows:
-        keep = np.sort(random.choice(len(test_values), max_rows, replace=False))
-        test_values, test_visits = test_values[keep], test_visits[keep]
+    # rows drawn before the tables are converted: the copies stay max_rows long
+    train_keep, test_keep = np.arange(len(train)), np.arange(len(test))
+    if len(train) > max_rows:
+        train_keep = np.sort(random.choice(len(train), max_rows, replace=False))
+    if len(test) > max_rows:
+        test_keep = np.sort(random.choice(len(test), max_rows, replace=False))
+    train_values = train[columns].iloc[train_keep].to_numpy(np.float32)
+    test_values = test[columns].iloc[test_keep].to_numpy(np.float32)
+    train_visits, test_visits = train_visits[train_keep], test_visits[test_keep]
     folds = min(folds, len(np.unique(train_visits)), len(np.unique(test_visits)))
     if folds < 2:
         return empty
