@@ -38,7 +38,8 @@ a margin, square in the clip's true pixels, letterboxed where nothing moves), e.
 A video without frames (or without audio, for audio_logmel) gets zeros and `missing = 1`.
 
 Backbones run in this process, fed by `--workers` loader threads that read and resize the
-next videos' frames while the model computes; batches span videos (and shards). With
+next videos' frames while the model computes; each video's frames are a batch of their own
+(a frame's features depend on its place in the batch). With
 `--follow` the job starts with r10 instead of after it: it reads r10's plan
 (cache/preprocess_plan.csv) and takes each video as soon as r10 has recorded it, so
 decoding and the forward pass overlap and TensorFlow's start-up hides behind r10's
@@ -84,7 +85,7 @@ KEEP_SHARDS = False            # True: keep the shard files after joining (twice
 FEATURE_DTYPE = "float16"      # per-step CNN and log-mel features on disk: float16 or float32
 # --- CNN backbones
 IMAGE_SIZE = 224               # backbone input; frames are resized if r10 used another size
-BATCH_SIZE = 32                # frames per forward pass (batches span videos)
+BATCH_SIZE = 32                # frames per forward pass at most (one video's frames at a time)
 PREFETCH_VIDEOS = 16           # videos whose frames may wait in memory for the backbone
 # motion crops (`<backbone>_crop` extractors): each frame's moving region, grown by this share
 # of its size on each side, and to at least this share of the clip's shorter side
@@ -229,9 +230,9 @@ def run_simple_shard(extractor: str, hash_text: str, number: int, shard: pd.Data
 # ----------------------------------------------------------------------------- backbones
 
 class BackboneRunner:
-    """One backbone, fed fixed-size batches of frames that may span several videos."""
+    """One backbone, fed batches of one fixed size (no retracing)."""
 
-    def __init__(self, extractor: str):
+    def __init__(self, extractor: str, batch_size: int):
         from a02_backbones import build_frame_encoder
         name, depths = backbone_of(extractor)
         try:
@@ -242,60 +243,35 @@ class BackboneRunner:
             # foreign weights file, an image size the backbone cannot take
             raise SetupError(" ".join(str(error).split()) or type(error).__name__) from None
         self.dimension = int(self.model.output_shape[-1])
+        self.batch_size = batch_size
 
     def __call__(self, images: np.ndarray) -> np.ndarray:
-        """(n, size, size, 3) uint8 → (n, dimension) float32, n ≤ BATCH_SIZE."""
+        """(n, size, size, 3) uint8 → (n, dimension) float32, n ≤ batch_size."""
         count = len(images)
-        if count < BATCH_SIZE:  # one input shape for every call: no retracing
-            padding = np.zeros((BATCH_SIZE - count,) + images.shape[1:], images.dtype)
+        if count < self.batch_size:
+            padding = np.zeros((self.batch_size - count,) + images.shape[1:], images.dtype)
             images = np.concatenate([images, padding])
         outputs = self.model.predict_on_batch(images.astype(np.float32))
         return np.asarray(outputs, dtype=np.float32)[:count]
 
 
 class FrameBatcher:
-    """Queues the frames of consecutive videos and runs the backbone on full batches.
-
-    `add` returns the videos whose every frame has been through the model, as
-    (key, (frames, dimension) float32); a video may span two batches.
-    """
+    """Runs the backbone on each video's frames, the video's first frame always first in its
+    batch: a frame's features depend on its position in the batch (TensorFlow's CPU kernels
+    block the batch), so batches that spanned videos made a video's features depend on the
+    videos before it, and a rerun that redid a few videos differed from a run from scratch
+    in the last bits. Batches hold min(BATCH_SIZE, frames per video) frames: a 16-frame video
+    is one batch of 16."""
 
     def __init__(self, runner: BackboneRunner):
         self.runner = runner
-        self.frames: list[np.ndarray] = []     # pending frame blocks, in order
-        self.owners: list[list] = []           # per block: [key, frames still to come]
-        self.partial: dict = collections.defaultdict(list)
-        self.pending = 0
 
     def add(self, key, frames: np.ndarray) -> list:
-        self.frames.append(frames)
-        self.owners.append([key, len(frames)])
-        self.pending += len(frames)
-        done = []
-        while self.pending >= BATCH_SIZE:
-            done += self._run(BATCH_SIZE)
-        return done
-
-    def flush(self) -> list:
-        return self._run(self.pending) if self.pending else []
-
-    def _run(self, count: int) -> list:
-        stacked = np.concatenate(self.frames)
-        outputs = self.runner(stacked[:count])
-        rest = stacked[count:]
-        self.frames = [rest] if len(rest) else []
-        self.pending = len(rest)
-        done, used = [], 0
-        while used < count:
-            key, still = self.owners[0]
-            take = min(still, count - used)
-            self.partial[key].append(outputs[used:used + take])
-            used += take
-            self.owners[0][1] -= take
-            if self.owners[0][1] == 0:
-                self.owners.pop(0)
-                done.append((key, np.concatenate(self.partial.pop(key))))
-        return done
+        """[(key, (frames, dimension) float32)]: the video, done."""
+        size = self.runner.batch_size
+        outputs = [self.runner(frames[start:start + size])
+                   for start in range(0, len(frames), size)]
+        return [(key, np.concatenate(outputs))]
 
 
 def extract_backbone_shards(extractor: str, hash_text: str, jobs: list[tuple[int, pd.DataFrame]],
@@ -385,7 +361,6 @@ def extract_backbone_shards(extractor: str, hash_text: str, jobs: list[tuple[int
         try:
             top_up()  # the first frames load while TensorFlow is imported and the model built
             batcher = None
-            digests = {}
             while queue:
                 (number, position, _, _, _), future = queue.popleft()
                 top_up()
@@ -397,12 +372,10 @@ def extract_backbone_shards(extractor: str, hash_text: str, jobs: list[tuple[int
                     finish(number, position, failure=value, input_digest=input_digest)
                     continue
                 if batcher is None:
-                    batcher = FrameBatcher(BackboneRunner(extractor))
-                digests[(number, position)] = input_digest
+                    batcher = FrameBatcher(BackboneRunner(
+                        extractor, max(1, min(BATCH_SIZE, frames_per_video))))
                 for key, outputs in batcher.add((number, position), value):
-                    finish(*key, *encoded(outputs), input_digest=digests.pop(key))
-            for key, outputs in (batcher.flush() if batcher is not None else []):
-                finish(*key, *encoded(outputs), input_digest=digests.pop(key))
+                    finish(*key, *encoded(outputs), input_digest=input_digest)
         finally:
             stopping.set()
             loader.shutdown(cancel_futures=True)
