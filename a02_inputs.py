@@ -1,5 +1,6 @@
-"""r12's inputs from r10: a clip's frames (the JPEG strip r10 keeps) and its audio (decoded
-again from the video, as r10 keeps no copy), each checked against what r10 recorded."""
+"""r12's inputs from r10: a clip's frames (the JPEG strip r10 keeps, checked for its shape)
+and its audio (decoded again from the video, as r10 keeps no copy, and checked against the
+digest r10 recorded)."""
 from __future__ import annotations
 
 import numpy as np
