@@ -362,6 +362,9 @@ def main() -> None:
         part, parts = parse_part(args.part)
     except ValueError as error:
         raise SystemExit(f"r10: {error}") from None
+    if not 1 <= FRAME_QUALITY <= 100:
+        raise SystemExit(f"r10: --frame_quality must be a JPEG quality from 1 to 100, got "
+                         f"{FRAME_QUALITY}")
     videos, _ = load_video_table()
     names = videos["filename"].tolist()[part::parts]
     index_path = cache_dir() / "preprocess_index.csv"

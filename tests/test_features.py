@@ -413,6 +413,12 @@ def preprocessed(tmp_path_factory):
     return data
 
 
+def test_r10_refuses_a_jpeg_quality_outside_1_to_100(tmp_path):
+    result = run_script("r10_preprocess_data.py", tmp_path, "--frame_quality", "101")
+    assert result.returncode != 0
+    assert "--frame_quality must be a JPEG quality from 1 to 100, got 101" in result.stderr
+
+
 def test_r10_writes_frames_and_a_failure_row(preprocessed):
     index = pd.read_csv(preprocessed / "cache" / "preprocess_index.csv", dtype=str,
                         keep_default_na=False)
