@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as _datetime
+import functools
 import hashlib
 import json
 import logging
@@ -205,7 +206,14 @@ def progress(iterable, **kwargs):
 # ----------------------------------------------------------------------------- paths
 
 def data_dir() -> Path:
-    return Path(os.environ.get("TRAPSTACK_DATA", DEFAULT_DATA_DIR)).resolve()
+    return _resolved(str(os.environ.get("TRAPSTACK_DATA", DEFAULT_DATA_DIR)), os.getcwd())
+
+
+@functools.lru_cache(maxsize=16)
+def _resolved(path: str, working_directory: str) -> Path:
+    # resolving touches the file system at each level: once per (path, working directory),
+    # not once per video
+    return (Path(working_directory) / path).resolve()
 
 
 def input_dir() -> Path:
@@ -335,7 +343,8 @@ def load_train_labels(require_rows: bool = True) -> tuple[pd.DataFrame, list[str
         raise InputError(f"{path}: no rows; training needs labelled videos")
     values = table[classes]
     # a column holding one word is read as text: compare numbers, report the text
-    numbers = values.apply(pd.to_numeric, errors="coerce")
+    numbers = values if all(pd.api.types.is_integer_dtype(kind) for kind in values.dtypes) \
+        else values.apply(pd.to_numeric, errors="coerce")
     bad = ~numbers.isin([0, 1])
     if bad.to_numpy().any():
         row, column = np.argwhere(bad.to_numpy())[0]

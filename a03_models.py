@@ -15,6 +15,7 @@ date" by.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 from pathlib import Path
 
@@ -33,6 +34,7 @@ TABULAR_METADATA_COLUMNS = [
     "has_audio", "audio_seconds", "audio_rms_mean", "audio_rms_std", "audio_rms_max",
     "audio_peak", "audio_silent", "audio_zero_crossing_rate", "readable", "frames_decoded",
 ]
+DIGEST_CHUNK_ROWS = 20000         # CSV rows read at a time for a digest
 PREDICT_CHUNK = 8192               # videos whose test-time views are in memory at once
 
 
@@ -110,13 +112,12 @@ def load_feature_set(extractor: str, filenames, fill_missing: float | None = Non
             "hash": config.get("hash", "")}
 
 
-def load_tabular(filenames) -> pd.DataFrame:
-    """Metadata + hash/motion statistics + audio statistics + missing flags, one row per video.
-
-    Label-free by construction, so stackers and neighbour features can use it anywhere.
-    """
+def _metadata_columns(filenames) -> dict:
+    """The tabular table's metadata columns (float64) of `filenames`, in order."""
+    wanted = set(TABULAR_METADATA_COLUMNS) | {"filename", "capture_time", "camera_code"}
     metadata = pd.read_csv(metadata_dir() / "metadata.csv", dtype={"filename": str},
-                           keep_default_na=False, na_values=[""])
+                           keep_default_na=False, na_values=[""],
+                           usecols=lambda column: column in wanted)
     metadata = metadata.set_index("filename").loc[list(filenames)]
     columns = {}
     for column in TABULAR_METADATA_COLUMNS:
@@ -131,20 +132,71 @@ def load_tabular(filenames) -> pd.DataFrame:
     # same camera in train and test rows whichever rows are loaded together
     columns["camera_code"] = pd.to_numeric(metadata["camera_code"], errors="coerce") \
         .to_numpy(np.float64)
+    return columns
+
+
+def _tabular_parts(filenames) -> list[tuple[list[str], object]]:
+    """(column names, rows) of each part of the tabular table, in its column order: the
+    metadata (float64, in memory), then the hash and audio statistics (StoredRows, read from
+    r12's files on demand) each followed by its missing flag."""
+    metadata = _metadata_columns(filenames)
     hashes = load_feature_set("hashes", filenames)
-    statistics = np.asarray(hashes["statistics"], dtype=np.float32)
-    names = hashes["statistic_names"] or [f"hash_{i}" for i in range(statistics.shape[1])]
-    for position, name in enumerate(names):
-        columns[name] = statistics[:, position]
-    columns["frames_missing"] = hashes["missing"]
     audio = load_feature_set("audio_logmel", filenames)
-    statistics = np.asarray(audio["statistics"], dtype=np.float32)
-    for position in range(statistics.shape[1]):
-        columns[f"logmel_{position}"] = statistics[:, position]
-    columns["audio_missing"] = audio["missing"]
-    table = pd.DataFrame(columns, index=metadata.index)
-    table.index.name = "filename"
+    hash_names = hashes["statistic_names"] or \
+        [f"hash_{i}" for i in range(hashes["statistics"].shape[1])]
+    return [(list(metadata), np.column_stack(list(metadata.values()))
+             if metadata else np.zeros((len(filenames), 0))),
+            (list(hash_names), hashes["statistics"]),
+            (["frames_missing"], hashes["missing"][:, None]),
+            ([f"logmel_{i}" for i in range(audio["statistics"].shape[1])], audio["statistics"]),
+            (["audio_missing"], audio["missing"][:, None])]
+
+
+def load_tabular(filenames) -> pd.DataFrame:
+    """Metadata + hash/motion statistics + audio statistics + missing flags, one row per video.
+
+    Label-free by construction, so stackers and neighbour features can use it anywhere.
+    """
+    columns = {}
+    for names, rows in _tabular_parts(filenames):
+        values = np.asarray(rows)
+        for position, name in enumerate(names):
+            columns[name] = values[:, position]
+    table = pd.DataFrame(columns, index=pd.Index(list(filenames), name="filename"))
     return table
+
+
+class TabularRows:
+    """`load_tabular`'s table as float32 rows read on demand (what lgbm_tabular trains and
+    predicts on): only the metadata columns are held (~90 bytes a video); the hash and audio
+    statistics are read from r12's files for the rows asked for, so a job never holds the
+    whole table (1 KB a video) besides LightGBM's own binned copy of it."""
+
+    def __init__(self, filenames):
+        parts = _tabular_parts(filenames)
+        self.columns = [name for names, _ in parts for name in names]
+        self.parts = [np.asarray(rows, np.float32) if isinstance(rows, np.ndarray) else rows
+                      for _, rows in parts]
+        self.shape = (len(filenames), len(self.columns))
+        self.dtype, self.ndim = np.dtype(np.float32), 2
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, index) -> np.ndarray:
+        """Rows by position (an integer gives one row, a slice or positions several)."""
+        first = np.asarray(self.parts[0][index], np.float32)
+        values = np.empty((*first.shape[:-1], self.shape[1]), np.float32)
+        start = 0
+        for part in self.parts:
+            block = first if start == 0 else part[index]
+            values[..., start:start + block.shape[-1]] = block
+            start += block.shape[-1]
+        return values
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        values = self[:]
+        return values if dtype is None else values.astype(dtype)
 
 
 def read_preprocess_index() -> pd.DataFrame:
@@ -197,7 +249,7 @@ def load_inputs(spec: "ModelSpec", filenames, settings: dict | None = None) -> d
     inputs = {}
     for source in spec.inputs:
         if source == "tabular":
-            inputs["tabular"] = load_tabular(filenames).to_numpy(np.float32)
+            inputs["tabular"] = TabularRows(filenames)
         elif source == "frames":
             if settings is None:
                 raise ValueError(f"{spec.name} reads clips of r10's frames: load_inputs needs "
@@ -236,33 +288,52 @@ def required_extractors(spec: "ModelSpec") -> list[str]:
                               for extractor in _source_extractors(source)))
 
 
-def rows_digest(table: pd.DataFrame, filenames, columns: list[str], where: str) -> str:
-    """Digest of these columns of these rows (by filename, in the given order)."""
-    indexed = table.set_index("filename")
-    absent = [name for name in filenames if name not in indexed.index]
-    if absent:
-        raise ValueError(f"{where}: {len(absent)} video(s) are not listed, e.g. {absent[0]!r}; "
-                         f"rerun the stage that makes it (the video list changed)")
-    present = [column for column in columns if column in indexed.columns]
-    selected = indexed.loc[list(filenames), present].astype(str)
-    return digest_text([present, list(filenames), selected.to_numpy().tolist()])
+def rows_digest(path: Path, filenames, columns: list[str], where: str) -> str:
+    """Digest of these columns (those the CSV has) of these rows (by filename, in the given
+    order) of a CSV written by the chain. It is read DIGEST_CHUNK_ROWS rows at a time and
+    each row is hashed as it comes (pandas' hash_pandas_object), so a job holds 16 bytes a
+    row, not the CSV's text."""
+    wanted = set(columns) | {"filename"}
+    present, parts = [column for column in columns if column in _csv_header(path)], []
+    for chunk in pd.read_csv(path, dtype=str, keep_default_na=False, chunksize=DIGEST_CHUNK_ROWS,
+                             usecols=lambda column: column in wanted):
+        hashes = pd.util.hash_pandas_object(chunk[present], index=False).to_numpy() \
+            if present else np.zeros(len(chunk), np.uint64)
+        parts.append(pd.Series(hashes, index=chunk["filename"].to_numpy()))
+    row_hashes = pd.concat(parts) if parts else pd.Series([], dtype=np.uint64)
+    row_hashes = row_hashes[~row_hashes.index.duplicated()]
+    names = list(filenames)
+    positions = row_hashes.index.get_indexer(names)
+    if (positions < 0).any():
+        absent = names[int(np.flatnonzero(positions < 0)[0])]
+        raise ValueError(f"{where}: {int((positions < 0).sum())} video(s) are not listed, e.g. "
+                         f"{absent!r}; rerun the stage that makes it (the video list changed)")
+    name_hashes = pd.util.hash_pandas_object(pd.Series(names, dtype=object), index=False)
+    return digest_text([present, hashlib.blake2b(
+        name_hashes.to_numpy().tobytes() + row_hashes.to_numpy()[positions].tobytes(),
+        digest_size=16).hexdigest()])
+
+
+def _csv_header(path: Path) -> list[str]:
+    return pd.read_csv(path, nrows=0).columns.tolist()
 
 
 def feature_rows_digest(extractor: str, filenames) -> str:
     """The extractor's settings and the content digests of these videos' feature rows."""
     folder = features_dir(extractor)
+    if not (folder / "index.csv").exists():
+        read_feature_index(extractor)   # says what to run
     config = (read_json(folder / "config.json") or {}).get("hash", "")
-    return digest_text([config, rows_digest(read_feature_index(extractor), filenames,
+    return digest_text([config, rows_digest(folder / "index.csv", filenames,
                                             ["digest", "missing"], str(folder / "index.csv"))])
 
 
 def tabular_digest(filenames) -> str:
     """What `load_tabular` reads for these videos: their metadata rows and the hash and
     audio features' rows."""
-    metadata = pd.read_csv(metadata_dir() / "metadata.csv", dtype=str, keep_default_na=False)
+    path = metadata_dir() / "metadata.csv"
     columns = TABULAR_METADATA_COLUMNS + ["capture_time", "camera_code"]
-    return digest_text([rows_digest(metadata, filenames, columns,
-                                    str(metadata_dir() / "metadata.csv")),
+    return digest_text([rows_digest(path, filenames, columns, str(path)),
                         feature_rows_digest("hashes", filenames),
                         feature_rows_digest("audio_logmel", filenames)])
 
@@ -275,9 +346,11 @@ def input_digest(spec: "ModelSpec", filenames) -> str:
         if source == "tabular":
             parts.append(tabular_digest(filenames))
         elif source == "frames":
-            index = read_preprocess_index()
-            parts.append(rows_digest(index, filenames, ["frames_config", "frames_digest"],
-                                     str(cache_dir() / "preprocess_index.csv")))
+            path = cache_dir() / "preprocess_index.csv"
+            if not path.exists():
+                read_preprocess_index()   # says what to run
+            parts.append(rows_digest(path, filenames, ["frames_config", "frames_digest"],
+                                     str(path)))
         else:
             parts += [feature_rows_digest(extractor, filenames)
                       for extractor in _source_extractors(source)]
@@ -365,7 +438,7 @@ CLIP_SETTINGS = ("clip_frames", "clip_size")
 LIGHTGBM_SETTINGS = (
     "n_estimators", "learning_rate", "num_leaves", "min_child_samples", "subsample",
     "subsample_freq", "colsample_bytree", "reg_lambda", "early_stopping_rounds",
-    "class_weighting", "n_jobs",
+    "class_weighting", "n_jobs", "bin_construct_sample_cnt",
 )
 CLASS_WEIGHTINGS = ("none", "sqrt_inverse_frequency")
 
@@ -471,13 +544,16 @@ def predict_lightgbm_fold(inputs: dict, fold_dir: Path, fold: int,
     models = json.loads((fold_dir / f"fold{fold}.lightgbm.json").read_text())
     features = inputs["tabular"]
     output = np.zeros((len(features), n_classes))
+    boosters = {column: lightgbm.Booster(model_str=models[str(column)]["booster"])
+                for column in range(n_classes) if "booster" in models[str(column)]}
     for column in range(n_classes):
-        entry = models[str(column)]
-        if "constant" in entry:
-            output[:, column] = entry["constant"]
-        else:
-            booster = lightgbm.Booster(model_str=entry["booster"])
-            output[:, column] = booster.predict(features)
+        if column not in boosters:
+            output[:, column] = models[str(column)]["constant"]
+    # a chunk of rows at a time: the table is read from r12's files as it goes
+    for start in range(0, len(features), PREDICT_CHUNK):
+        chunk = features[start:start + PREDICT_CHUNK]
+        for column, booster in boosters.items():
+            output[start:start + len(chunk), column] = booster.predict(chunk)
     return output
 
 

@@ -22,6 +22,8 @@ from a03_networks import batches, build_keras_model, main_input
 # ----------------------------------------------------------------------------- class weights
 
 LIGHTGBM_THREADED_ROWS = 10_000
+# r21's LightGBM settings that shape a dataset's bins rather than a booster
+LIGHTGBM_DATASET_SETTINGS = ("bin_construct_sample_cnt",)
 MAX_POSITIVE_WEIGHT = 10.0         # a class with 2 positives must not dominate the loss
 
 
@@ -217,6 +219,36 @@ def train_keras_fold(spec, inputs, labels, fit_rows, stop_rows, fold_dir: Path,
 
 # ----------------------------------------------------------------------------- lightgbm
 
+def lightgbm_dataset(features, rows: np.ndarray, parameters: dict, seed: int,
+                     reference=None):
+    """A constructed lightgbm.Dataset of these rows of `features` (a03_models.TabularRows or
+    an array), labels left to set. Its bins are `reference`'s, or found from at most
+    parameters["bin_construct_sample_cnt"] of the rows, drawn with `seed`: held as a float32
+    matrix, 4 bytes a value, where LightGBM's own sampling of a Sequence holds 28. The rows
+    are then read a batch at a time (a lightgbm.Sequence), so only LightGBM's binned copy
+    (a byte a value) is kept, never the float table."""
+    import lightgbm
+
+    class Rows(lightgbm.Sequence):
+        batch_size = 4096
+
+        def __len__(self) -> int:
+            return len(rows)
+
+        def __getitem__(self, index) -> np.ndarray:   # LightGBM takes float64 rows
+            return np.asarray(features[rows[index]], np.float64)
+
+    if reference is None:
+        sample_size = parameters["bin_construct_sample_cnt"]
+        sample = rows if len(rows) <= sample_size else np.sort(
+            np.random.default_rng(seed).choice(rows, sample_size, replace=False))
+        reference = lightgbm.Dataset(np.asarray(features[sample], np.float32),
+                                     params=parameters)
+        reference.construct()
+    return lightgbm.Dataset(Rows(), label=np.zeros(len(rows)), reference=reference,
+                            params=parameters).construct()
+
+
 def train_lightgbm_fold(inputs, labels, fit_rows, stop_rows, fold_dir: Path, fold: int,
                         seed: int, settings: dict, prior: np.ndarray) -> dict:
     """One binary LightGBM per class: its number of rounds is the best on `stop_rows` (held-out
@@ -228,44 +260,57 @@ def train_lightgbm_fold(inputs, labels, fit_rows, stop_rows, fold_dir: Path, fol
     train_rows = np.sort(np.concatenate([fit_rows, stop_rows]))
     positive_weights = positive_class_weights(labels[train_rows], settings["class_weighting"])
     parameters = {key: value for key, value in settings.items()
-                  if key not in ("early_stopping_rounds", "class_weighting")}
-    if parameters["n_jobs"] == 0:
-        parameters["n_jobs"] = 1 if len(train_rows) < LIGHTGBM_THREADED_ROWS \
-            else default_threads()
+                  if key not in ("early_stopping_rounds", "class_weighting", "n_estimators",
+                                 "n_jobs", *LIGHTGBM_DATASET_SETTINGS)}
+    threads = settings["n_jobs"] or \
+        (1 if len(train_rows) < LIGHTGBM_THREADED_ROWS else default_threads())
+    # the bins are found once per set of rows, from at most bin_construct_sample_cnt of them,
+    # and shared by the classes, which differ only in their labels
+    dataset_parameters = {"verbose": -1, "num_threads": threads, "data_random_seed": seed,
+                          "min_child_samples": settings["min_child_samples"],
+                          **{key: settings[key] for key in LIGHTGBM_DATASET_SETTINGS}}
 
-    def classifier(column: int, rounds: int):
-        return lightgbm.LGBMClassifier(**{**parameters, "n_estimators": rounds},
-                                       random_state=seed + column, verbose=-1,
-                                       scale_pos_weight=float(positive_weights[column]))
+    def dataset(rows: np.ndarray, reference=None):
+        return lightgbm_dataset(features, rows, dataset_parameters, seed, reference)
+
+    def boost(training, column: int, rounds: int, validation=None, callbacks=None):
+        return lightgbm.train(
+            {**parameters, "objective": "binary", "verbose": -1, "num_threads": threads,
+             "seed": seed + column, "scale_pos_weight": float(positive_weights[column])},
+            training, num_boost_round=rounds, callbacks=callbacks,
+            valid_sets=[validation] if validation is not None else None)
 
     # pass 1: each class's best number of rounds on the held-out visits
     found, stop_losses = {}, {}
+    fit_set = dataset(fit_rows) if len(stop_rows) else None
+    stop_set = dataset(stop_rows, reference=fit_set.reference) if len(stop_rows) else None
     for column in range(labels.shape[1]):
         fit_labels = labels[fit_rows, column]
         if not len(stop_rows) or fit_labels.min() == fit_labels.max() or \
                 labels[train_rows, column].min() == labels[train_rows, column].max():
             continue
-        model = classifier(column, settings["n_estimators"])
-        model.fit(features[fit_rows], fit_labels, eval_X=(features[stop_rows],),
-                  eval_y=(labels[stop_rows, column],),
-                  callbacks=[lightgbm.early_stopping(settings["early_stopping_rounds"],
-                                                     verbose=False)])
-        found[column] = model.best_iteration_ or settings["n_estimators"]
-        stop_losses[column] = model.best_score_["valid_0"]["binary_logloss"]
+        fit_set.set_label(fit_labels)
+        stop_set.set_label(labels[stop_rows, column])
+        booster = boost(fit_set, column, settings["n_estimators"], stop_set,
+                        [lightgbm.early_stopping(settings["early_stopping_rounds"],
+                                                 verbose=False)])
+        found[column] = booster.best_iteration or settings["n_estimators"]
+        stop_losses[column] = booster.best_score["valid_0"]["binary_logloss"]
+    del fit_set, stop_set
     # a class whose positives are all held out has no count of its own: the classes' median
     typical = int(np.median(list(found.values()))) if found else \
         settings["n_estimators"] if not len(stop_rows) else settings["early_stopping_rounds"]
     # pass 2: refit on every training row with that many rounds
     models, history_rows = {}, []
+    train_set = dataset(train_rows)
     for column in range(labels.shape[1]):
         train_labels = labels[train_rows, column]
         if train_labels.min() == train_labels.max():
             models[str(column)] = {"constant": float(prior[column])}
             continue
         rounds = found.get(column, typical)
-        model = classifier(column, rounds)
-        model.fit(features[train_rows], train_labels)
-        models[str(column)] = {"booster": model.booster_.model_to_string()}
+        train_set.set_label(train_labels)
+        models[str(column)] = {"booster": boost(train_set, column, rounds).model_to_string()}
         history_rows.append({"class_index": column, "rounds": rounds,
                              "rounds_from": "own" if column in found else "median",
                              "early_stopping_loss": stop_losses.get(column, np.nan)})

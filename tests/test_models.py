@@ -332,6 +332,71 @@ def test_clips_come_from_the_frame_cache_with_missing_videos_flagged(tiny_data):
         models.load_clips(["nowhere.mp4"], 3, 12)
 
 
+def test_tabular_rows_are_load_tabulars_table_read_as_rows_are_asked_for(tiny_data):
+    """lgbm_tabular's input: load_tabular's columns and values (as float32), in the order of
+    the filenames asked for; the statistics stay in r12's files until rows are read."""
+    filenames = train_labels(tiny_data)[0][::-1]
+    table = models.load_tabular(filenames)
+    rows = models.TabularRows(filenames)
+    assert rows.columns == table.columns.tolist() and rows.shape == table.shape
+    expected = table.to_numpy(np.float32)
+    np.testing.assert_array_equal(np.asarray(rows), expected)
+    np.testing.assert_array_equal(rows[3], expected[3])
+    np.testing.assert_array_equal(rows[2:5], expected[2:5])
+    np.testing.assert_array_equal(rows[np.array([7, 0, 7])], expected[[7, 0, 7]])
+    assert "hash_statistic_0" in rows.columns and "frames_missing" in rows.columns
+    without_frames = filenames.index(f"train_{TRAIN_VIDEOS - 1:02d}.mp4")
+    assert rows[without_frames][rows.columns.index("frames_missing")] == 1
+
+
+def test_a_lightgbm_dataset_read_in_batches_trains_what_the_whole_matrix_trains():
+    """Rows streamed to LightGBM a batch at a time, with bins from every row, give the booster
+    that the whole float matrix gives; with fewer sampled rows than rows it still trains."""
+    import lightgbm
+    random = np.random.default_rng(3)
+    features = random.normal(size=(500, 6)).astype(np.float32)
+    labels = (features[:, 0] + 0.5 * random.normal(size=500) > 0).astype(np.float64)
+    rows = np.arange(40, 500)
+    parameters = {"verbose": -1, "num_threads": 1, "data_random_seed": 1,
+                  "min_child_samples": 5, "bin_construct_sample_cnt": 1000}
+    booster_parameters = {"objective": "binary", "verbose": -1, "num_threads": 1, "seed": 1,
+                          "num_leaves": 7, "min_child_samples": 5}
+    streamed = training.lightgbm_dataset(features, rows, parameters, seed=1)
+    streamed.set_label(labels[rows])
+    whole = lightgbm.Dataset(features[rows], label=labels[rows], params=parameters)
+    from_stream = lightgbm.train(booster_parameters, streamed, num_boost_round=10)
+    from_whole = lightgbm.train(booster_parameters, whole, num_boost_round=10)
+    np.testing.assert_array_equal(from_stream.predict(features), from_whole.predict(features))
+    sampled = training.lightgbm_dataset(features, rows, {**parameters,
+                                                         "bin_construct_sample_cnt": 50}, seed=1)
+    sampled.set_label(labels[rows])
+    predictions = lightgbm.train(booster_parameters, sampled, num_boost_round=10).predict(
+        features)
+    assert np.mean((predictions > 0.5) == labels) > 0.8
+
+
+def test_rows_digest_follows_the_digested_values_of_the_rows_asked_for(tmp_path):
+    """What r21 decides "retrain" by: the digest changes with a digested value of a listed row
+    or the order of the rows asked for, not with other columns, other rows or the CSV's row
+    order; a row that is not in the CSV is an error naming it."""
+    table = pd.DataFrame({"filename": ["a.mp4", "b.mp4", "c.mp4"], "digest": ["1", "2", "3"],
+                          "note": ["x", "y", "z"]})
+    path = tmp_path / "index.csv"
+
+    def digest(frame, names=("a.mp4", "b.mp4")):
+        frame.to_csv(path, index=False)
+        return models.rows_digest(path, list(names), ["digest", "absent column"], str(path))
+
+    reference = digest(table)
+    assert digest(table.iloc[::-1]) == reference
+    assert digest(table.assign(note=["q", "q", "q"])) == reference
+    assert digest(table.assign(digest=["1", "2", "9"])) == reference
+    assert digest(table.assign(digest=["1", "5", "3"])) != reference
+    assert digest(table, ("b.mp4", "a.mp4")) != reference
+    with pytest.raises(ValueError, match="'d.mp4'"):
+        digest(table, ("a.mp4", "d.mp4"))
+
+
 # ----------------------------------------------------------------------------- pure functions
 
 def test_temporal_views_are_the_sequence_its_reversal_and_stretched_windows():
