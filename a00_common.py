@@ -297,12 +297,23 @@ def video_path(filename: str) -> Path:
 
 # ----------------------------------------------------------------------------- input tables
 
-def _read_table(path: Path, what: str) -> pd.DataFrame:
+def _read_table(path: Path, what: str, value_dtype=None) -> pd.DataFrame:
+    """A CSV with a filename column, checked; the other columns read as `value_dtype` where
+    every value is one (a byte a label instead of eight), else as pandas infers them."""
     if not path.exists():
         raise InputError(f"{path}: missing; the data folder needs {what}")
     try:
-        table = pd.read_csv(path, dtype={"filename": str}, keep_default_na=False,
-                            na_values=[""])
+        table = None
+        if value_dtype is not None:
+            header = pd.read_csv(path, nrows=0).columns
+            try:
+                table = pd.read_csv(path, keep_default_na=False, na_values=[""], dtype={
+                    column: str if column == "filename" else value_dtype for column in header})
+            except (ValueError, OverflowError):   # not all of that type: checked below
+                table = None
+        if table is None:
+            table = pd.read_csv(path, dtype={"filename": str}, keep_default_na=False,
+                                na_values=[""])
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
         raise InputError(f"{path}: not a readable CSV ({str(error).splitlines()[0]})") from None
     if "filename" not in table.columns:
@@ -335,7 +346,8 @@ def load_train_labels(require_rows: bool = True) -> tuple[pd.DataFrame, list[str
     Preparing videos needs no labelled row (r80 prepares new clips in a folder whose
     train_labels.csv has only the header); training does."""
     path = input_dir() / "train_labels.csv"
-    table = _read_table(path, "train_labels.csv (filename + one 0/1 column per class)")
+    table = _read_table(path, "train_labels.csv (filename + one 0/1 column per class)",
+                        np.int8)
     classes = [str(c) for c in table.columns if c != "filename"]
     if not classes:
         raise InputError(f"{path}: no class columns after 'filename'")

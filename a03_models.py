@@ -34,7 +34,7 @@ TABULAR_METADATA_COLUMNS = [
     "has_audio", "audio_seconds", "audio_rms_mean", "audio_rms_std", "audio_rms_max",
     "audio_peak", "audio_silent", "audio_zero_crossing_rate", "readable", "frames_decoded",
 ]
-DIGEST_CHUNK_ROWS = 20000         # CSV rows read at a time for a digest
+DIGEST_CHUNK_ROWS = 5000          # CSV rows read at a time for a digest
 PREDICT_CHUNK = 8192               # videos whose test-time views are in memory at once
 
 
@@ -92,19 +92,23 @@ def load_feature_set(extractor: str, filenames, fill_missing: float | None = Non
     flag of `filenames`, in order."""
     folder = features_dir(extractor)
     index_path = folder / "index.csv"
-    index = read_feature_index(extractor)
-    index["row"] = index["row"].astype(int)
-    index["missing"] = index["missing"].astype(int)
-    rows = pd.Series(index["row"].to_numpy(), index=index["filename"])
-    absent = [name for name in filenames if name not in rows.index]
-    if absent:
-        raise ValueError(f"{index_path}: {len(absent)} video(s) have no features, e.g. "
-                         f"{absent[0]!r}; rerun r12 (the video list changed)")
-    selected = rows.loc[list(filenames)].to_numpy()
+    if not index_path.exists():
+        read_feature_index(extractor)   # says what to run
+    # three columns, as numbers: a str object a cell would cost ~60 bytes a video each
+    index = pd.read_csv(index_path, usecols=["filename", "row", "missing"],
+                        dtype={"filename": str, "row": np.int64, "missing": np.int64},
+                        keep_default_na=False)
+    names = list(filenames)
+    positions = pd.Index(index["filename"]).get_indexer(names)
+    if (positions < 0).any():
+        raise ValueError(f"{index_path}: {int((positions < 0).sum())} video(s) have no "
+                         f"features, e.g. {names[int(np.flatnonzero(positions < 0)[0])]!r}; "
+                         f"rerun r12 (the video list changed)")
+    selected = index["row"].to_numpy()[positions]
     features = np.load(folder / "features.npy", mmap_mode="r", allow_pickle=False)
     statistics = np.load(folder / "statistics.npy", mmap_mode="r", allow_pickle=False)
     config = read_json(folder / "config.json") or {}
-    missing = index["missing"].to_numpy()[selected].astype(np.float32)
+    missing = index["missing"].to_numpy()[positions].astype(np.float32)
     return {"steps": StoredRows(features, selected, missing > 0, fill_missing),
             "statistics": StoredRows(statistics, selected),
             "missing": missing,

@@ -169,6 +169,8 @@ def data_folder(tmp_path, monkeypatch):
     ("name,bird\na.mp4,1\n", "no 'filename' column"),
     ("filename,bird\na.mp4,1\na.mp4,0\n", "appears more than once"),
     ("filename,bird\na.mp4,2\n", "line 2, column 'bird': label '2' is not 0 or 1"),
+    ("filename,bird\na.mp4,0\nb.mp4,300\n", "line 3, column 'bird': label '300' is not 0"),
+    ("filename,bird\na.mp4,0\nb.mp4,\n", "line 3, column 'bird': label 'nan' is not 0"),
     ("filename,bird\n../a.mp4,1\n", "must stay inside"),
     ("filename,bird\n/etc/passwd,1\n", "must stay inside"),
 ])
@@ -178,6 +180,17 @@ def test_bad_label_tables_stop_with_one_line(data_folder, content, message):
         common.load_train_labels()
     assert "\n" not in str(error.value)
     assert "train_labels.csv" in str(error.value)
+
+
+def test_labels_are_read_as_one_byte_each_whatever_their_spelling(data_folder):
+    (data_folder / "train_labels.csv").write_text("filename,bird,blank\na.mp4,1,0\n"
+                                                  "b.mp4,0,1\n")
+    table, classes = common.load_train_labels()
+    assert classes == ["bird", "blank"] and (table[classes].dtypes == np.int8).all()
+    assert table[classes].to_numpy().tolist() == [[1, 0], [0, 1]]
+    (data_folder / "train_labels.csv").write_text("filename,bird,blank\na.mp4,1.0,0\n")
+    table, _ = common.load_train_labels()
+    assert (table[classes].dtypes == np.int8).all() and table["bird"].tolist() == [1]
 
 
 def test_class_columns_must_match_between_the_tables(data_folder):
