@@ -295,8 +295,8 @@ def required_extractors(spec: "ModelSpec") -> list[str]:
 def rows_digest(path: Path, filenames, columns: list[str], where: str) -> str:
     """Digest of these columns (those the CSV has) of these rows (by filename, in the given
     order) of a CSV written by the chain. It is read DIGEST_CHUNK_ROWS rows at a time and
-    each row is hashed as it comes (pandas' hash_pandas_object), so a job holds 16 bytes a
-    row, not the CSV's text."""
+    each row is hashed as it comes (pandas' hash_pandas_object), so a job holds a row's file
+    name and 8 bytes, not the CSV's text."""
     wanted = set(columns) | {"filename"}
     present, parts = [column for column in columns if column in _csv_header(path)], []
     for chunk in pd.read_csv(path, dtype=str, keep_default_na=False, chunksize=DIGEST_CHUNK_ROWS,
