@@ -38,13 +38,13 @@ DIGEST_CHUNK_ROWS = 5000          # CSV rows read at a time for a digest
 PREDICT_CHUNK = 8192               # videos whose test-time views are in memory at once
 
 
-def read_feature_index(extractor: str) -> pd.DataFrame:
-    """r12's index.csv of an extractor (text columns), or a message saying what to run."""
+def feature_index_path(extractor: str) -> Path:
+    """r12's index.csv of an extractor, or a message saying what to run."""
     index_path = features_dir(extractor) / "index.csv"
     if not index_path.exists():
         raise FileNotFoundError(f"{index_path} is missing: run r12_extract_features.py "
                                 f"--extractor {extractor} first")
-    return pd.read_csv(index_path, dtype=str, keep_default_na=False)
+    return index_path
 
 
 class StoredRows:
@@ -91,9 +91,7 @@ def load_feature_set(extractor: str, filenames, fill_missing: float | None = Non
     sequence head never reads them, and for Lite0 they are 10 KB a video) and the missing
     flag of `filenames`, in order."""
     folder = features_dir(extractor)
-    index_path = folder / "index.csv"
-    if not index_path.exists():
-        read_feature_index(extractor)   # says what to run
+    index_path = feature_index_path(extractor)
     # three columns, as numbers: a str object a cell would cost ~60 bytes a video each
     index = pd.read_csv(index_path, usecols=["filename", "row", "missing"],
                         dtype={"filename": str, "row": np.int64, "missing": np.int64},
@@ -203,11 +201,16 @@ class TabularRows:
         return values if dtype is None else values.astype(dtype)
 
 
-def read_preprocess_index() -> pd.DataFrame:
+def preprocess_index_path() -> Path:
+    """r10's preprocess_index.csv, or a message saying what to run."""
     path = cache_dir() / "preprocess_index.csv"
     if not path.exists():
         raise FileNotFoundError(f"{path} is missing: run r10_preprocess_data.py first")
-    return pd.read_csv(path, dtype=str, keep_default_na=False)
+    return path
+
+
+def read_preprocess_index() -> pd.DataFrame:
+    return pd.read_csv(preprocess_index_path(), dtype=str, keep_default_na=False)
 
 
 def downsample_clip(frames: np.ndarray, clip_frames: int, clip_size: int) -> np.ndarray:
@@ -324,12 +327,10 @@ def _csv_header(path: Path) -> list[str]:
 
 def feature_rows_digest(extractor: str, filenames) -> str:
     """The extractor's settings and the content digests of these videos' feature rows."""
-    folder = features_dir(extractor)
-    if not (folder / "index.csv").exists():
-        read_feature_index(extractor)   # says what to run
+    folder, index_path = features_dir(extractor), feature_index_path(extractor)
     config = (read_json(folder / "config.json") or {}).get("hash", "")
-    return digest_text([config, rows_digest(folder / "index.csv", filenames,
-                                            ["digest", "missing"], str(folder / "index.csv"))])
+    return digest_text([config, rows_digest(index_path, filenames, ["digest", "missing"],
+                                            str(index_path))])
 
 
 def tabular_digest(filenames) -> str:
@@ -350,9 +351,7 @@ def input_digest(spec: "ModelSpec", filenames) -> str:
         if source == "tabular":
             parts.append(tabular_digest(filenames))
         elif source == "frames":
-            path = cache_dir() / "preprocess_index.csv"
-            if not path.exists():
-                read_preprocess_index()   # says what to run
+            path = preprocess_index_path()
             parts.append(rows_digest(path, filenames, ["frames_config", "frames_digest"],
                                      str(path)))
         else:
