@@ -255,9 +255,6 @@ def job_environment(gpu: str | None, threads: int | None = None) -> dict:
         # N jobs at once share the cores: GBMs and OpenMP use their share, not every core
         environment["TRAPSTACK_THREADS"] = str(threads)
         environment["OMP_NUM_THREADS"] = str(threads)
-    # OpenMP threads (LightGBM, XGBoost) that sleep while they wait: spinning ones keep a core
-    # busy that the other jobs need; same results (EXPERIMENTS.md: r50 2.5x faster)
-    environment.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     environment["TRAPSTACK_DATA"] = str(data_dir())
     environment.setdefault("PYTHONUNBUFFERED", "1")
     environment.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")

@@ -50,12 +50,6 @@ def test_environment_of_a_job():
     assert environment["CUDA_VISIBLE_DEVICES"] == "3"
     assert environment["TF_FORCE_GPU_ALLOW_GROWTH"] == "true"
     assert (environment["TRAPSTACK_THREADS"], environment["OMP_NUM_THREADS"]) == ("2", "2")
-    assert environment["OMP_WAIT_POLICY"] == "PASSIVE"
-
-
-def test_a_wait_policy_the_user_set_is_kept(monkeypatch):
-    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
-    assert run_all.job_environment(None)["OMP_WAIT_POLICY"] == "ACTIVE"
 
 
 def chain_options(**changes) -> SimpleNamespace:
