@@ -146,8 +146,7 @@ def _tabular_parts(filenames) -> list[tuple[list[str], object]]:
     audio = load_feature_set("audio_logmel", filenames)
     hash_names = hashes["statistic_names"] or \
         [f"hash_{i}" for i in range(hashes["statistics"].shape[1])]
-    return [(list(metadata), np.column_stack(list(metadata.values()))
-             if metadata else np.zeros((len(filenames), 0))),
+    return [(list(metadata), np.column_stack(list(metadata.values()))),
             (list(hash_names), hashes["statistics"]),
             (["frames_missing"], hashes["missing"][:, None]),
             ([f"logmel_{i}" for i in range(audio["statistics"].shape[1])], audio["statistics"]),
@@ -164,8 +163,7 @@ def load_tabular(filenames) -> pd.DataFrame:
         values = np.asarray(rows)
         for position, name in enumerate(names):
             columns[name] = values[:, position]
-    table = pd.DataFrame(columns, index=pd.Index(list(filenames), name="filename"))
-    return table
+    return pd.DataFrame(columns, index=pd.Index(list(filenames), name="filename"))
 
 
 class TabularRows:
