@@ -281,7 +281,7 @@ def train_lightgbm_fold(inputs, labels, fit_rows, stop_rows, fold_dir: Path, fol
             valid_sets=[validation] if validation is not None else None)
 
     # pass 1: each class's best number of rounds on the held-out visits
-    found, stop_losses = {}, {}
+    found, stop_losses, booster = {}, {}, None
     fit_set = dataset(fit_rows) if len(stop_rows) else None
     stop_set = dataset(stop_rows, reference=fit_set.reference) if len(stop_rows) else None
     for column in range(labels.shape[1]):
@@ -296,7 +296,8 @@ def train_lightgbm_fold(inputs, labels, fit_rows, stop_rows, fold_dir: Path, fol
                                                  verbose=False)])
         found[column] = booster.best_iteration or settings["n_estimators"]
         stop_losses[column] = booster.best_score["valid_0"]["binary_logloss"]
-    del fit_set, stop_set
+    # a booster holds its datasets: the last one goes too, before the refit's is made
+    del fit_set, stop_set, booster
     # a class whose positives are all held out has no count of its own: the classes' median
     typical = int(np.median(list(found.values()))) if found else \
         settings["n_estimators"] if not len(stop_rows) else settings["early_stopping_rounds"]

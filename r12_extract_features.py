@@ -254,24 +254,14 @@ class BackboneRunner:
         outputs = self.model.predict_on_batch(images.astype(np.float32))
         return np.asarray(outputs, dtype=np.float32)[:count]
 
-
-class FrameBatcher:
-    """Runs the backbone on each video's frames, the video's first frame always first in its
-    batch: a frame's features depend on its position in the batch (TensorFlow's CPU kernels
-    block the batch), so batches that spanned videos made a video's features depend on the
-    videos before it, and a rerun that redid a few videos differed from a run from scratch
-    in the last bits. Batches hold min(BATCH_SIZE, frames per video) frames: a 16-frame video
-    is one batch of 16."""
-
-    def __init__(self, runner: BackboneRunner):
-        self.runner = runner
-
-    def add(self, key, frames: np.ndarray) -> list:
-        """[(key, (frames, dimension) float32)]: the video, done."""
-        size = self.runner.batch_size
-        outputs = [self.runner(frames[start:start + size])
-                   for start in range(0, len(frames), size)]
-        return [(key, np.concatenate(outputs))]
+    def video(self, frames: np.ndarray) -> np.ndarray:
+        """One video's frames → (frames, dimension) float32, in batches of at most batch_size
+        that hold no other video's frames: a frame's features depend on its position in the
+        batch (TensorFlow's CPU kernels block the batch), so batches that spanned videos made
+        a video's features depend on the videos before it, and a rerun that redid a few
+        videos differed from a run from scratch in the last bits."""
+        return np.concatenate([self(frames[start:start + self.batch_size])
+                               for start in range(0, len(frames), self.batch_size)])
 
 
 def extract_backbone_shards(extractor: str, hash_text: str, jobs: list[tuple[int, pd.DataFrame]],
@@ -360,7 +350,7 @@ def extract_backbone_shards(extractor: str, hash_text: str, jobs: list[tuple[int
 
         try:
             top_up()  # the first frames load while TensorFlow is imported and the model built
-            batcher = None
+            runner = None
             while queue:
                 (number, position, _, _, _), future = queue.popleft()
                 top_up()
@@ -371,11 +361,10 @@ def extract_backbone_shards(extractor: str, hash_text: str, jobs: list[tuple[int
                 if kind is None:
                     finish(number, position, failure=value, input_digest=input_digest)
                     continue
-                if batcher is None:
-                    batcher = FrameBatcher(BackboneRunner(
-                        extractor, max(1, min(BATCH_SIZE, frames_per_video))))
-                for key, outputs in batcher.add((number, position), value):
-                    finish(*key, *encoded(outputs), input_digest=input_digest)
+                if runner is None:   # a 16-frame video is one batch of 16
+                    runner = BackboneRunner(extractor, max(1, min(BATCH_SIZE, frames_per_video)))
+                finish(number, position, *encoded(runner.video(value)),
+                       input_digest=input_digest)
         finally:
             stopping.set()
             loader.shutdown(cancel_futures=True)

@@ -209,12 +209,17 @@ def train_model(name: str, only_fold: int | None, force: bool, config: dict,
     if spec.kind == "keras" and settings["pseudo_label_epochs"] > 0:
         test_filenames = load_submission_format(classes)["filename"].tolist()
         test_inputs = load_inputs(spec, test_filenames, settings) if test_filenames else None
-    labels = labels_table[classes].to_numpy(np.float32)
-    visits = folds["sequence"].astype(str).to_numpy() if "sequence" in folds.columns \
+    labels = labels_table[classes].to_numpy(np.int8)    # 0/1: a byte a label
+    row_folds = folds["fold"].to_numpy()
+    # each row's visit as the rank of its name among the visits' names: inner_split draws
+    # the same visits as from the names, and no Python string a row is held while training
+    visit_names = folds["sequence"].astype(str).to_numpy() if "sequence" in folds.columns \
         else labels_table["filename"].to_numpy()
+    visits = np.unique(visit_names, return_inverse=True)[1]
+    del labels_table, folds, visit_names
     for fold in pending:
-        train_rows = np.flatnonzero(folds["fold"].to_numpy() != fold)
-        validation_rows = np.flatnonzero(folds["fold"].to_numpy() == fold)
+        train_rows = np.flatnonzero(row_folds != fold)
+        validation_rows = np.flatnonzero(row_folds == fold)
         if holdout > 0:
             fit_local, stop_local = inner_split(visits[train_rows], holdout, seed + fold)
             fit_rows, stop_rows = train_rows[fit_local], train_rows[stop_local]
