@@ -295,28 +295,32 @@ def required_extractors(spec: "ModelSpec") -> list[str]:
 
 def rows_digest(path: Path, filenames, columns: list[str], where: str) -> str:
     """Digest of these columns (those the CSV has) of these rows (by filename, in the given
-    order) of a CSV written by the chain. It is read DIGEST_CHUNK_ROWS rows at a time and
-    each row is hashed as it comes (pandas' hash_pandas_object), so a job holds a row's file
-    name and 8 bytes, not the CSV's text."""
+    order) of a CSV written by the chain. It is read DIGEST_CHUNK_ROWS rows at a time, and
+    each row and its file name are hashed as they come (pandas' hash_pandas_object): a job
+    holds 16 bytes a row of the CSV, not its names or text. Rows are matched on their
+    names' 64-bit hashes (a chance collision among 200k names: about 1 in 10^9)."""
     wanted = set(columns) | {"filename"}
-    present, parts = [column for column in columns if column in _csv_header(path)], []
+    present, name_parts, row_parts = [column for column in columns
+                                      if column in _csv_header(path)], [], []
     for chunk in pd.read_csv(path, dtype=str, keep_default_na=False, chunksize=DIGEST_CHUNK_ROWS,
                              usecols=lambda column: column in wanted):
-        hashes = pd.util.hash_pandas_object(chunk[present], index=False).to_numpy() \
-            if present else np.zeros(len(chunk), np.uint64)
-        parts.append(pd.Series(hashes, index=chunk["filename"].to_numpy()))
-    row_hashes = pd.concat(parts) if parts else pd.Series([], dtype=np.uint64)
-    row_hashes = row_hashes[~row_hashes.index.duplicated()]
+        row_parts.append(pd.util.hash_pandas_object(chunk[present], index=False).to_numpy()
+                         if present else np.zeros(len(chunk), np.uint64))
+        name_parts.append(pd.util.hash_pandas_object(chunk["filename"], index=False).to_numpy())
+    listed = pd.Index(np.concatenate(name_parts) if name_parts else np.zeros(0, np.uint64))
+    row_hashes = np.concatenate(row_parts) if row_parts else np.zeros(0, np.uint64)
+    first = ~listed.duplicated()
+    listed, row_hashes = listed[first], row_hashes[first]
     names = list(filenames)
-    positions = row_hashes.index.get_indexer(names)
+    name_hashes = pd.util.hash_pandas_object(pd.Series(names, dtype=object),
+                                             index=False).to_numpy()
+    positions = listed.get_indexer(name_hashes)
     if (positions < 0).any():
         absent = names[int(np.flatnonzero(positions < 0)[0])]
         raise ValueError(f"{where}: {int((positions < 0).sum())} video(s) are not listed, e.g. "
                          f"{absent!r}; rerun the stage that makes it (the video list changed)")
-    name_hashes = pd.util.hash_pandas_object(pd.Series(names, dtype=object), index=False)
     return digest_text([present, hashlib.blake2b(
-        name_hashes.to_numpy().tobytes() + row_hashes.to_numpy()[positions].tobytes(),
-        digest_size=16).hexdigest()])
+        name_hashes.tobytes() + row_hashes[positions].tobytes(), digest_size=16).hexdigest()])
 
 
 def _csv_header(path: Path) -> list[str]:

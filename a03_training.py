@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from a00_common import default_threads, set_seeds
+from a00_common import default_threads, release_freed_memory, set_seeds
 from a00_io import atomic_path, write_json
 from a03_models import CLASS_WEIGHTINGS
 from a03_networks import batches, build_keras_model, main_input
@@ -245,8 +245,11 @@ def lightgbm_dataset(features, rows: np.ndarray, parameters: dict, seed: int,
         reference = lightgbm.Dataset(np.asarray(features[sample], np.float32),
                                      params=parameters)
         reference.construct()
-    return lightgbm.Dataset(Rows(), label=np.zeros(len(rows)), reference=reference,
-                            params=parameters).construct()
+    dataset = lightgbm.Dataset(Rows(), label=np.zeros(len(rows)), reference=reference,
+                               params=parameters).construct()
+    # the sample's float copy and LightGBM's own, freed by now, are not kept while boosting
+    release_freed_memory()
+    return dataset
 
 
 def train_lightgbm_fold(inputs, labels, fit_rows, stop_rows, fold_dir: Path, fold: int,

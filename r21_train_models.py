@@ -46,9 +46,9 @@ import numpy as np
 
 from a00_common import (SEED, config_hash, git_commit, inner_split, load_folds,
                         load_submission_format, load_train_labels, logger, models_dir, parse_config,
-                        print_jobs, run_main)
+                        print_jobs, release_freed_memory, run_main)
 from a00_metric import prior_probabilities
-from a00_io import digest_text, log_outcome, read_json, write_csv, write_json
+from a00_io import TableRows, digest_text, log_outcome, read_json, write_csv, write_json
 
 # a plain run trains these (cnn3d_micro, trained on r10's frames, is in the registry but not
 # here: with no epoch picked on its own fold it does no better than the class prior on the
@@ -144,10 +144,9 @@ def job_config(spec, settings: dict, seed: int, early_stopping_fraction: float, 
               "head": spec.head, "settings": settings, "seed": seed,
               "early_stopping_fraction": early_stopping_fraction,
               "train_inputs": input_digest(spec, names),
-              "labels": digest_text([names, labels_table[classes].to_numpy().tolist(),
+              "labels": digest_text([names, TableRows(labels_table[classes].to_numpy()),
                                      classes]),
-              "folds": digest_text([folds.columns.tolist(),
-                                    folds.astype(str).to_numpy().tolist()])}
+              "folds": digest_text([folds.columns.tolist(), TableRows(folds, as_text=True)])}
     if spec.kind == "keras" and settings["pseudo_label_epochs"] > 0:
         test_names = load_submission_format(classes)["filename"].tolist()
         config["test_inputs"] = input_digest(spec, test_names) if test_names else ""
@@ -217,6 +216,7 @@ def train_model(name: str, only_fold: int | None, force: bool, config: dict,
         else labels_table["filename"].to_numpy()
     visits = np.unique(visit_names, return_inverse=True)[1]
     del labels_table, folds, visit_names
+    release_freed_memory()
     for fold in pending:
         train_rows = np.flatnonzero(row_folds != fold)
         validation_rows = np.flatnonzero(row_folds == fold)

@@ -30,10 +30,10 @@ SLOW_FIXTURES = {"tiny", "reference", "tiny_data", "demo_without_site_table"}
 # `make test` runs two test processes (pytest-xdist, `--dist loadscope
 # --no-loadscope-reorder`): each takes a whole module at a time, so a module's fixtures are
 # built once, and the next module in this order when it runs out. The longest go first, so
-# that neither process is left with a long one at the end; the resumed run and
-# test_models need no reference chain until late or at all, so their process works while
-# the other builds it.
-LONGEST_FIRST = ["test_chain_resume", "test_chain", "test_models", "test_robustness",
+# that neither process is left with a long one at the end. test_models needs no reference
+# chain, so its process works while the other builds it; the resumed run, which ends by
+# comparing with the reference, comes after it rather than waiting for it.
+LONGEST_FIRST = ["test_chain", "test_models", "test_chain_resume", "test_robustness",
                  "test_rerun", "test_predict", "test_cameras", "test_features",
                  "test_backbones"]
 

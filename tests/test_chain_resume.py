@@ -1,7 +1,7 @@
 """A tiny chain killed in the middle and resumed: on Ray, then on this machine's process
 pool. Finished work is not redone, and every table it shares with the sequential reference
 (tests/conftest.py, checked by test_chain.py) is equal to it. A module of its own, so that
-with two test processes it runs while the other builds the reference.
+with two test processes it runs in one while the other builds or uses the reference.
 """
 from __future__ import annotations
 

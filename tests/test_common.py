@@ -103,6 +103,23 @@ def test_config_hash_is_stable_and_order_free():
 
 # ----------------------------------------------------------------------------- IO layer
 
+def test_a_table_digested_a_block_at_a_time_has_the_digest_of_its_row_lists():
+    import hashlib
+    import json
+    table = pd.DataFrame({"filename": ["Ünï cödé.mp4", "b.mp4", "c.mp4"], "fold": [0, 1, 0],
+                          "weight": [0.5, float("nan"), 2.0]})
+    as_lists = json.dumps([["filename", "fold"], table.astype(str).to_numpy().tolist(), 7],
+                          sort_keys=True)
+    expected = hashlib.blake2b(as_lists.encode(), digest_size=16).hexdigest()[:16]
+    for block in (1, 2, 3, 100):
+        streamed = io_layer.TableRows(table, as_text=True, block=block)
+        assert io_layer.digest_text([["filename", "fold"], streamed, 7]) == expected
+    labels = np.array([[0, 1], [1, 1]], np.int8)
+    assert io_layer.digest_text([io_layer.TableRows(labels, block=1)]) == \
+        io_layer.digest_text([[[0, 1], [1, 1]]])
+    assert io_layer.digest_text([io_layer.TableRows(labels[:0])]) == io_layer.digest_text([[]])
+
+
 def test_atomic_write_leaves_nothing_when_the_writer_fails(tmp_path):
     target = tmp_path / "table.csv"
     with pytest.raises(RuntimeError):
