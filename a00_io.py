@@ -239,10 +239,12 @@ def _json_text(payload) -> str:
 
 
 def digest_text(payload, length: int = 16) -> str:
-    """Stable digest of any JSON-able payload (sorted keys); a list payload may hold
-    TableRows items."""
+    """Stable digest of any JSON-able payload (sorted keys); the payload may be TableRows,
+    or a list that holds some."""
     digest = hashlib.blake2b(digest_size=16)
-    if isinstance(payload, list) and any(isinstance(item, TableRows) for item in payload):
+    if isinstance(payload, TableRows):
+        payload.update(digest)
+    elif isinstance(payload, list) and any(isinstance(item, TableRows) for item in payload):
         digest.update(b"[")
         for number, item in enumerate(payload):
             if number:

@@ -43,8 +43,8 @@ from a00_common import (SEED, append_scores, config_hash, data_dir, default_thre
                         load_train_labels, logger, metadata_dir, models_dir, parse_config,
                         predictions_dir, print_jobs, progress, run_main, set_seeds)
 from a00_metric import fit_blend_weights, mean_log_loss, prediction_frame, prior_probabilities
-from a00_io import (atomic_path, digest_text, log_outcome, outdated_reason, read_stamp, write_csv,
-                    write_json, write_stamp)
+from a00_io import (TableRows, atomic_path, digest_text, log_outcome, outdated_reason, read_stamp,
+                    write_csv, write_json, write_stamp)
 from a05_stacking import (FeatureTable, Standardizer, apply_stacker_fold, build_feature_table,
                           build_mlp, load_stacker_fold, models_with_tables, site_counts,
                           site_features)
@@ -299,8 +299,8 @@ def run_stacker(name: str, force: bool) -> None:
               "neighbors": read_stamp(predictions_dir() / "neighbors_oof.csv")
               if use_neighbors else None,
               "labels": digest_text([train_names, classes,
-                                     labels_table[classes].to_numpy().tolist()]),
-              "folds": digest_text(folds.astype(str).to_numpy().tolist()),
+                                     TableRows(labels_table[classes].to_numpy())]),
+              "folds": digest_text(TableRows(folds, as_text=True)),
               "test_rows": digest_text(test_names),
               "tabular": tabular_digest(train_names + test_names)}
     stamp = config_hash(config)

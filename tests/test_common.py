@@ -118,6 +118,8 @@ def test_a_table_digested_a_block_at_a_time_has_the_digest_of_its_row_lists():
     assert io_layer.digest_text([io_layer.TableRows(labels, block=1)]) == \
         io_layer.digest_text([[[0, 1], [1, 1]]])
     assert io_layer.digest_text([io_layer.TableRows(labels[:0])]) == io_layer.digest_text([[]])
+    assert io_layer.digest_text(io_layer.TableRows(labels, block=1)) == \
+        io_layer.digest_text([[0, 1], [1, 1]])
 
 
 def test_atomic_write_leaves_nothing_when_the_writer_fails(tmp_path):

@@ -673,22 +673,19 @@ def test_two_folds_in_parallel_write_what_a_sequential_run_writes(tmp_path):
             info.pop("train_seconds")       # wall time is the one thing allowed to differ
         assert infos[0] == infos[1]
 
-    for job in [run_script("r31_validate.py", root, "--model", "gru_effnet_lite0", wait=False)
-                for root in (sequential, parallel)]:
-        finish(job)
+    # the same weights predict the same: r31 and r40 run on the sequential folder only
+    run_script("r31_validate.py", sequential, "--model", "gru_effnet_lite0")
     level1 = Path("predictions") / "level1"
-    oof = [pd.read_csv(root / level1 / "gru_effnet_lite0_oof.csv")
-           for root in (sequential, parallel)]
-    pd.testing.assert_frame_equal(*oof, atol=1e-6)
+    oof = pd.read_csv(sequential / level1 / "gru_effnet_lite0_oof.csv")
     filenames, labels = train_labels(sequential)
-    assert oof[0]["filename"].tolist() == filenames
+    assert oof["filename"].tolist() == filenames
     by_fold = read_fold_table(sequential / level1 / "gru_effnet_lite0_train_by_fold.npz")
     assert len(by_fold) == FOLDS * TRAIN_VIDEOS and list(by_fold.columns[:2]) == ["fold",
                                                                                 "filename"]
     scores = pd.read_csv(sequential / "reports" / "scores.csv")
     assert set(scores["fold"].astype(str)) == {"0", "1", "all"}
     assert np.isclose(scores.loc[scores["fold"].astype(str) == "all", "log_loss"].iloc[0],
-                      mean_log_loss(labels, oof[0][CLASSES].to_numpy()))
+                      mean_log_loss(labels, oof[CLASSES].to_numpy()))
 
     run_script("r40_process_test.py", sequential, "--model", "gru_effnet_lite0")
     test = pd.read_csv(sequential / level1 / "gru_effnet_lite0_test.csv")
