@@ -38,8 +38,8 @@ Reads   bench/results/bench_storage.csv, bench/results/bench_features.csv (if pr
 Writes  bench/results/bench_scale.csv   one row per (size, stage) (appended);
         a data folder per size under WORK_DIR (default: the system's temporary folder),
         deleted after the size is done (4 GB at 80k videos)
-Cost    27-30 minutes on 2 CPU cores that other jobs shared (load 3.5-7) with the default
-        sizes, 18-20 of them at 80k.
+Cost    17 minutes on 2 quiet CPU cores (load 1.1-2.6) with the default sizes, 11 of them at
+        80k; 27-30 minutes where other jobs shared the cores (load 3.5-7).
 
     python bench/bench_scale.py
     python bench/bench_scale.py --sizes 1000,2000,4000
