@@ -96,9 +96,9 @@ GBM_SUBSAMPLE_FREQ = 1
 GBM_COLSAMPLE_BYTREE = 0.5
 GBM_REG_LAMBDA = 1.0
 # rows a LightGBM dataset's bins are found from (LightGBM's default: 200000). While the bins
-# are made, the sample costs 16 bytes a value (lgbm_tabular: 40 MB); every bin of 255 still
-# has 39 sampled rows
-GBM_BIN_CONSTRUCT_SAMPLE_CNT = 10000
+# are made, the sample costs 16 bytes a value (lgbm_tabular: 20 MB); 1,000 to 40,000 rows
+# gave the same held-out loss (bench/results/bin_sample.csv)
+GBM_BIN_CONSTRUCT_SAMPLE_CNT = 5000
 GBM_CLASS_WEIGHTING = "sqrt_inverse_frequency"   # none or sqrt_inverse_frequency
 # 0 = one thread below a03_training.LIGHTGBM_THREADED_ROWS training rows, where LightGBM's
 # threading costs more than it saves (setting_experiments.csv: lightgbm_threads), else a00's
