@@ -23,7 +23,7 @@ help:
 	@echo "make predict-demo      after make demo: the demo's 80 test clips as a folder of new"
 	@echo "                       footage through r80; prints the largest difference to the"
 	@echo "                       demo's submission"
-	@echo "make test              lint, then the whole test suite (about 13 min on 2 cores)"
+	@echo "make test              lint, then the whole test suite (10-13 min on 2 cores)"
 	@echo "make test-fast         the unit tests only (under a minute): no chain, no video"
 	@echo "make lint              ruff (pyproject.toml) and the house rules (.ci/house_rules.py)"
 	@echo "make bench             the speed benchmarks (bench/), on the demo data"
