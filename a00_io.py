@@ -223,39 +223,37 @@ class TableRows:
     def __init__(self, table, as_text: bool = False, block: int = 5000):
         self.table, self.as_text, self.block = table, as_text, block
 
-    def update(self, digest) -> None:
-        digest.update(b"[")
+    def pieces(self):
+        yield "["
         for start in range(0, len(self.table), self.block):
             rows = self.table[start:start + self.block]
-            if self.as_text:
-                rows = rows.astype(str)
-            text = _json_text(np.asarray(rows).tolist())
-            digest.update((", " if start else "").encode() + text[1:-1].encode())
-        digest.update(b"]")
+            text = json.dumps(np.asarray(rows.astype(str) if self.as_text else rows).tolist(),
+                              sort_keys=True, default=str)
+            yield (", " if start else "") + text[1:-1]
+        yield "]"
 
 
-def _json_text(payload) -> str:
-    return json.dumps(payload, sort_keys=True, default=str)
+def _json_pieces(payload):
+    """The JSON text of a digest_text payload, in pieces: TableRows a block at a time, and a
+    list that holds some item by item, as json.dumps would join them."""
+    if isinstance(payload, TableRows):
+        yield from payload.pieces()
+    elif isinstance(payload, list) and any(isinstance(item, TableRows) for item in payload):
+        yield "["
+        for number, item in enumerate(payload):
+            yield ", " if number else ""
+            yield from _json_pieces(item)
+        yield "]"
+    else:
+        yield json.dumps(payload, sort_keys=True, default=str)
 
 
 def digest_text(payload, length: int = 16) -> str:
     """Stable digest of any JSON-able payload (sorted keys); the payload may be TableRows,
     or a list that holds some."""
     digest = hashlib.blake2b(digest_size=16)
-    if isinstance(payload, TableRows):
-        payload.update(digest)
-    elif isinstance(payload, list) and any(isinstance(item, TableRows) for item in payload):
-        digest.update(b"[")
-        for number, item in enumerate(payload):
-            if number:
-                digest.update(b", ")
-            if isinstance(item, TableRows):
-                item.update(digest)
-            else:
-                digest.update(_json_text(item).encode())
-        digest.update(b"]")
-    else:
-        digest.update(_json_text(payload).encode())
+    for piece in _json_pieces(payload):
+        digest.update(piece.encode())
     return digest.hexdigest()[:length]
 
 

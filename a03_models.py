@@ -207,9 +207,6 @@ def preprocess_index_path() -> Path:
     return path
 
 
-def read_preprocess_index() -> pd.DataFrame:
-    return pd.read_csv(preprocess_index_path(), dtype=str, keep_default_na=False)
-
 
 def downsample_clip(frames: np.ndarray, clip_frames: int, clip_size: int) -> np.ndarray:
     """r10's frames as a small clip: `clip_frames` evenly spaced frames, area-resized square."""
@@ -226,7 +223,8 @@ def load_clips(filenames, clip_frames: int, clip_size: int) -> dict:
     masks its clip embedding with the flag, so the black clip carries no signal.
     """
     from a00_common import progress
-    index = read_preprocess_index().set_index("filename")
+    index = pd.read_csv(preprocess_index_path(), dtype=str, keep_default_na=False) \
+        .set_index("filename")
     absent = [name for name in filenames if name not in index.index]
     if absent:
         raise ValueError(f"{cache_dir() / 'preprocess_index.csv'}: {len(absent)} video(s) are "
